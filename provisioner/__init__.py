@@ -1,0 +1,3 @@
+"""Phoenix: a declarative, verified provisioner for ComfyUI + FLUX on RunPod GPUs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""The ``phoenix`` command line: parse, dispatch to ``provisioner.commands.<name>``, map errors.
+
+No logic lives here. Exit codes: 0 ok, 1 user error, 2 plan has changes (``--detailed-exitcode``),
+3 internal bug, 130 interrupted. A user error never prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from provisioner import __version__
+from provisioner.errors import PhoenixError
+from provisioner.redact import redact
+
+#: Subcommands in help order; each is a module in ``provisioner.commands`` exposing
+#: ``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``.
+COMMANDS = (
+    "validate",
+    "plan",
+    "schema",
+    "env",
+)
+
+EXIT_OK, EXIT_USER, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every subcommand's options."""
+    parser = argparse.ArgumentParser(
+        prog="phoenix",
+        description="Provision ComfyUI + FLUX on a GPU pod from env vars and a manifest.",
+    )
+    parser.add_argument("--version", action="version", version=f"phoenix {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"provisioner.commands.{name.replace('-', '_')}")
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._module.run(args))
+    except PhoenixError as exc:
+        print(f"phoenix: error: {redact(exc.render())}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("phoenix: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for DEBUG_MODE
+        if os.environ.get("DEBUG_MODE", "").lower() in {"1", "true", "yes"}:
+            print(redact(traceback.format_exc()), file=sys.stderr)
+        print(
+            f"phoenix: internal error: {redact(f'{type(exc).__name__}: {exc}')}\n"
+            "  this is a bug in Phoenix; rerun with DEBUG_MODE=true for details and report it",
+            file=sys.stderr,
+        )
+        return EXIT_BUG

@@ -1,0 +1,1 @@
+"""Manifest: load (with source positions), map env vars, merge with provenance, validate."""

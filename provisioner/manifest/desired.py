@@ -1,0 +1,75 @@
+"""The desired state: the validated manifest expanded into items, each with its origin.
+
+Produced by :func:`provisioner.manifest.merge.build_desired`; consumed by every action kind's
+``observe``/``diff``/``apply``. Secrets travel separately (:class:`Secrets`) and never appear in
+a :class:`DesiredState`, so nothing that renders the plan can print them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from provisioner.manifest.models import CivitaiModel, HFModel, Manifest, NodeSpec, URLModel
+
+ModelSource = Literal["hf", "civitai", "url"]
+
+
+@dataclass(frozen=True)
+class DesiredModel:
+    """One model item. An HF entry with literal file names becomes one item per file.
+
+    ``id`` is the identity used in the plan, the state file and the lock file:
+    ``hf:org/repo/path/in/repo`` (one literal file), ``hf:org/repo:pattern`` (a glob entry),
+    ``civitai:MODEL`` or ``civitai:MODEL@VERSION``, ``url:URL``.
+    """
+
+    id: str
+    source: ModelSource
+    entry: HFModel | CivitaiModel | URLModel
+    origin: str
+    folder: str | None = None
+    filename: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class DesiredNode:
+    """A custom node; ``name`` is its folder under ``custom_nodes/``."""
+
+    id: str
+    name: str
+    spec: NodeSpec
+    origin: str
+
+
+@dataclass(frozen=True)
+class DesiredPackage:
+    """An extra Python requirement (PEP 508, normalised text)."""
+
+    id: str
+    requirement: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Credentials, held in memory only. ``repr`` never shows the values."""
+
+    hf_token: str | None = field(default=None, repr=False)
+    civitai_token: str | None = field(default=None, repr=False)
+    fb_password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything a pod should contain, with where each item came from."""
+
+    manifest: Manifest
+    models: tuple[DesiredModel, ...] = ()
+    nodes: tuple[DesiredNode, ...] = ()
+    packages: tuple[DesiredPackage, ...] = ()
+    #: origin of each scalar setting that did not come from the defaults, by dotted path
+    scalar_origins: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    manifest_path: str | None = None

@@ -1,0 +1,182 @@
+"""The workspace state file (``.phoenix/state.json``): what Phoenix placed and how to trust it.
+
+Reading is a fact (never writes); writing goes through :class:`StateStore`, which serialises
+updates from parallel workers and writes atomically after each one, so a kill at any instant
+leaves a state that describes only files that are really in place.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provisioner.errors import StateError
+from provisioner.fsio import atomic_write_json
+from provisioner.layout import Layout
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One placed file. ``path`` is relative to the workspace root."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model entry Phoenix placed: its files, source and the version it resolved to."""
+
+    id: str
+    source: str
+    files: tuple[FileRecord, ...]
+    resolved: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """A custom node checkout: where, from where, at which commit, with which requirements."""
+
+    name: str
+    url: str
+    ref: str | None
+    commit: str
+    requirements_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class PackageRecord:
+    """An extra Python requirement Phoenix installed, and the version that satisfied it."""
+
+    requirement: str
+    installed: str
+
+
+@dataclass
+class State:
+    """Everything Phoenix manages on one root."""
+
+    models: dict[str, ModelRecord] = field(default_factory=dict)
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    packages: dict[str, PackageRecord] = field(default_factory=dict)
+    comfyui_commit: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The on-disk form."""
+        return {
+            "version": STATE_VERSION,
+            "models": {k: asdict(v) for k, v in sorted(self.models.items())},
+            "nodes": {k: asdict(v) for k, v in sorted(self.nodes.items())},
+            "packages": {k: asdict(v) for k, v in sorted(self.packages.items())},
+            "comfyui_commit": self.comfyui_commit,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> State:
+        """Parse the on-disk form; raises ``KeyError``/``TypeError`` on a malformed file."""
+        models = {
+            key: ModelRecord(
+                id=rec["id"],
+                source=rec["source"],
+                files=tuple(FileRecord(**f) for f in rec["files"]),
+                resolved=dict(rec.get("resolved", {})),
+            )
+            for key, rec in data.get("models", {}).items()
+        }
+        nodes = {k: NodeRecord(**v) for k, v in data.get("nodes", {}).items()}
+        packages = {k: PackageRecord(**v) for k, v in data.get("packages", {}).items()}
+        return cls(models, nodes, packages, data.get("comfyui_commit"))
+
+
+def load_state(layout: Layout) -> State:
+    """Read the state file; a missing file is an empty state. Never writes."""
+    path = layout.state_file
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return State()
+    except OSError as exc:
+        raise StateError(f"cannot read state file: {exc.strerror}", where=str(path)) from exc
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported state version {data.get('version')!r}")
+        return State.from_json(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StateError(
+            f"state file is corrupt ({exc})",
+            where=str(path),
+            hint="move it aside; Phoenix will re-verify files on disk by SHA256 and rebuild it",
+        ) from exc
+
+
+class StateStore:
+    """Thread-safe writer of the state file; each update is persisted atomically at once."""
+
+    def __init__(self, layout: Layout, state: State | None = None) -> None:
+        self._layout = layout
+        self._state = state if state is not None else load_state(layout)
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def _save(self) -> None:
+        self._layout.phoenix.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write_json(self._layout.state_file, self._state.to_json())
+
+    def put_model(self, record: ModelRecord) -> None:
+        """Record (or replace) a placed model entry."""
+        with self._lock:
+            self._state.models[record.id] = record
+            self._save()
+
+    def drop_model(self, model_id: str) -> None:
+        """Forget a model entry (after its files were removed)."""
+        with self._lock:
+            if self._state.models.pop(model_id, None) is not None:
+                self._save()
+
+    def put_node(self, record: NodeRecord) -> None:
+        """Record (or replace) a node checkout."""
+        with self._lock:
+            self._state.nodes[record.name] = record
+            self._save()
+
+    def drop_node(self, name: str) -> None:
+        """Forget a node checkout."""
+        with self._lock:
+            if self._state.nodes.pop(name, None) is not None:
+                self._save()
+
+    def put_package(self, record: PackageRecord) -> None:
+        """Record an installed extra requirement."""
+        with self._lock:
+            self._state.packages[record.requirement] = record
+            self._save()
+
+    def drop_package(self, requirement: str) -> None:
+        """Forget an extra requirement."""
+        with self._lock:
+            if self._state.packages.pop(requirement, None) is not None:
+                self._save()
+
+    def set_comfyui_commit(self, commit: str) -> None:
+        """Record the ComfyUI commit that was checked out."""
+        with self._lock:
+            self._state.comfyui_commit = commit
+            self._save()
+
+
+def file_record(root: Path, path: Path, sha256: str) -> FileRecord:
+    """A :class:`FileRecord` for a file just placed under ``root``."""
+    st = path.stat()
+    return FileRecord(str(path.relative_to(root)), st.st_size, st.st_mtime_ns, sha256)
