@@ -32,6 +32,8 @@ class ObserveContext:
     layout: Layout
     state: State
     versions: Versions
+    #: re-hash files instead of trusting size + mtime_ns (``apply --verify``); still read-only
+    verify: bool = False
 
 
 @dataclass

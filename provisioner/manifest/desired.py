@@ -7,6 +7,7 @@ a :class:`DesiredState`, so nothing that renders the plan can print them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,6 +32,11 @@ class DesiredModel:
     folder: str | None = None
     filename: str | None = None
     sha256: str | None = None
+    #: bytes, when known offline (from the lock file)
+    size: int | None = None
+    #: what a lock file pinned: e.g. ``revision`` (HF commit), ``version_id``, ``file_id``,
+    #: ``download_url`` (Civitai), ``path`` (HF file path); empty without a lock
+    pinned: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class DesiredNode:
     name: str
     spec: NodeSpec
     origin: str
+    #: the commit a lock file pinned ``spec.ref`` to
+    locked_commit: str | None = None
 
 
 @dataclass(frozen=True)
