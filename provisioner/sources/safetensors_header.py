@@ -37,6 +37,8 @@ def read_header(path: Path) -> SafetensorsHeader | None:
             raw = fh.read(length)
     except OSError:
         return None
+    if len(raw) != length:  # truncated: a partial file or not safetensors at all
+        return None
     return parse_header(raw)
 
 

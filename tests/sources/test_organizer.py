@@ -1,0 +1,189 @@
+"""Organizer routing (pure, table-tested), the safetensors header reader, placement and dedup."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from provisioner.errors import SourceError
+from provisioner.sources.organizer import (
+    civitai_folder,
+    confine,
+    folder_from_header,
+    folder_from_name,
+    relative_dest,
+    route,
+)
+from provisioner.sources.placement import hash_file, link_or_copy, place
+from provisioner.sources.safetensors_header import read_header
+from tests.fixtures.hub import (
+    CLIP_KEYS,
+    FLUX_KEYS,
+    LORA_KEYS,
+    T5_KEYS,
+    VAE_KEYS,
+    safetensors_bytes,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"),
+    [
+        ("flux1-dev.safetensors", "diffusion_models"),
+        ("flux1-schnell-fp8.safetensors", "diffusion_models"),
+        ("FLUX1-DEV.SAFETENSORS", "diffusion_models"),
+        ("ae.safetensors", "vae"),
+        ("clip_l.safetensors", "text_encoders"),
+        ("clip_g.safetensors", "text_encoders"),
+        ("t5xxl_fp16.safetensors", "text_encoders"),
+        ("t5xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders"),
+        ("split_files/vae/ae.safetensors", "vae"),
+        ("sdxl_vae.safetensors", "vae"),
+        ("my_style_lora.safetensors", "loras"),
+        ("RealESRGAN_x4plus.pth", "upscale_models"),
+        ("model.safetensors", None),
+        ("diffusion_pytorch_model.safetensors", None),
+    ],
+)
+def test_known_names(name: str, folder: str | None) -> None:
+    assert folder_from_name(name) == folder
+
+
+@pytest.mark.parametrize(
+    ("keys", "folder"),
+    [
+        (list(FLUX_KEYS), "diffusion_models"),
+        (["model.diffusion_model.double_blocks.0.img_mod.lin.weight"], "diffusion_models"),
+        (["model.diffusion_model.input_blocks.0.0.weight", "first_stage_model.decoder.x"],
+         "checkpoints"),
+        (["transformer_blocks.0.attn.to_q.weight", "single_transformer_blocks.0.x"],
+         "diffusion_models"),
+        (["input_blocks.0.0.weight", "middle_block.1.x"], "diffusion_models"),
+        (list(VAE_KEYS), "vae"),
+        (list(CLIP_KEYS), "text_encoders"),
+        (list(T5_KEYS), "text_encoders"),
+        (list(LORA_KEYS), "loras"),
+        (["lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight"], "loras"),
+        (["transformer.single_transformer_blocks.0.attn.to_k.lora_A.weight"], "loras"),
+        (["diffusion_model.double_blocks.0.img_attn.proj.lora_down.weight"], "loras"),
+        (["control_model.input_blocks.0.0.weight"], "controlnet"),
+        (["vision_model.encoder.layers.0.mlp.fc1.weight"], "clip_vision"),
+        (["weird.tensor"], None),
+        ([], None),
+    ],
+)
+def test_header_classification(keys: list[str], folder: str | None) -> None:
+    assert folder_from_header(keys) == folder
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "folder", "reason", "warns"),
+    [
+        ({"explicit": "loras", "source_folder": "checkpoints"}, "loras", "type set", False),
+        ({"source_folder": "vae"}, "vae", "source metadata", False),
+        ({}, "diffusion_models", "known file name", False),
+        ({"header_keys": list(VAE_KEYS)}, "diffusion_models", "known file name", False),
+    ],
+)
+def test_route_precedence_for_a_known_name(
+    kwargs: dict[str, object], folder: str, reason: str, warns: bool
+) -> None:
+    r = route("flux1-dev.safetensors", **kwargs)  # type: ignore[arg-type]
+    assert (r.folder, r.reason.startswith(reason), r.warning is not None) == (folder, True, warns)
+
+
+def test_route_by_header_then_default_with_warning() -> None:
+    assert route("x.safetensors", header_keys=list(LORA_KEYS)).folder == "loras"
+    fallback = route("x.safetensors", header_keys=["weird"])
+    assert fallback.folder == "checkpoints"
+    assert fallback.warning and "set 'type'" in fallback.warning
+    assert route("x.bin").folder == "checkpoints"
+
+
+@pytest.mark.parametrize(
+    ("civitai_type", "folder"),
+    [("Checkpoint", "checkpoints"), ("LORA", "loras"), ("LoCon", "loras"), ("DoRA", "loras"),
+     ("VAE", "vae"), ("TextualInversion", "embeddings"), ("Controlnet", "controlnet"),
+     ("Upscaler", "upscale_models"), ("Poses", None), (None, None)],
+)
+def test_civitai_types(civitai_type: str | None, folder: str | None) -> None:
+    assert civitai_folder(civitai_type) == folder
+
+
+def test_relative_dest() -> None:
+    assert relative_dest("loras", None, "a.safetensors") == "models/loras/a.safetensors"
+    assert relative_dest("loras", "flux/styles/", "a.safetensors") == (
+        "models/loras/flux/styles/a.safetensors"
+    )
+
+
+@pytest.mark.parametrize(
+    "bad", ["../x", "a/../../x", "/etc/passwd", "a\\..\\x", "", "a//b", "./a", "x\x00y"]
+)
+def test_confine_rejects_escapes(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(SourceError, match="refusing file path"):
+        confine(tmp_path, bad)
+
+
+def test_confine_rejects_a_symlink_out(tmp_path: Path) -> None:
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "link").symlink_to(tmp_path)
+    with pytest.raises(SourceError, match="resolves outside"):
+        confine(tmp_path / "base", "link/x.safetensors")
+    assert confine(tmp_path / "base", "sub/x.safetensors") == tmp_path / "base/sub/x.safetensors"
+
+
+def test_read_header(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(safetensors_bytes(FLUX_KEYS, {"format": "pt"}))
+    header = read_header(path)
+    assert header is not None
+    assert set(header.keys) == set(FLUX_KEYS)
+    assert header.metadata == {"format": "pt"}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\x01\x00", (10**12).to_bytes(8, "little") + b"{}",
+     (4).to_bytes(8, "little") + b"[1,2]", (3).to_bytes(8, "little") + b"\xff\xfe\xfd",
+     (20).to_bytes(8, "little") + b"{}"],
+)
+def test_read_header_rejects_non_safetensors(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    assert read_header(path) is None
+    assert read_header(tmp_path / "missing") is None
+
+
+def test_read_header_reads_only_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "big.safetensors"
+    head = safetensors_bytes({})
+    with path.open("wb") as fh:
+        fh.write(head)
+        fh.truncate(1 << 40)  # a sparse terabyte: reading it all would never finish
+    header = read_header(path)
+    assert header is not None and header.keys == ()
+
+
+def test_place_and_hard_link_dedup(tmp_path: Path) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    staged = staging / "x.part"
+    staged.write_bytes(b"weights")
+    dest = tmp_path / "models/vae/ae.safetensors"
+    place(staged, dest)
+    assert dest.read_bytes() == b"weights" and not staged.exists()
+    twin = tmp_path / "models/vae/flux/ae-copy.safetensors"
+    assert link_or_copy(dest, twin, staging) == "link"
+    assert os.stat(twin).st_ino == os.stat(dest).st_ino
+    assert list(staging.iterdir()) == []
+    assert hash_file(twin).sha256 == hash_file(dest).sha256
+
+
+def test_hash_file_git_blob_id(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"hello\n")
+    # `printf 'hello\n' | git hash-object --stdin`
+    assert hash_file(path, git_blob=True).git_blob == "ce013625030ba8dba906f756967f9e9ca394464a"
