@@ -110,7 +110,7 @@ def test_manifest_hash_disagreeing_with_hub_fails_before_download(
     client = HFClient()
     f = client.resolve(ENC, None, ["clip_l.safetensors"]).files[0]
     flux_hub.proxy.reset()
-    with pytest.raises(IntegrityError, match="expects SHA256 0{64}"):
+    with pytest.raises(IntegrityError, match=r"expects SHA256 0{64}"):
         client.download(f, tmp_path / "stage", expected_sha256="0" * 64)
     assert flux_hub.proxy.count("/resolve/") == 0
     assert not (tmp_path / "stage").exists()
