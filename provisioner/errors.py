@@ -92,3 +92,17 @@ class InternalError(PhoenixError):
     """A bug in Phoenix. Exit code 3."""
 
     exit_code = 3
+
+
+class ManifestErrors(ManifestError):
+    """Several located manifest problems, reported together (most useful first)."""
+
+    def __init__(self, problems: list[ManifestError]) -> None:
+        first = problems[0]
+        super().__init__(first.message, where=first.where, hint=first.hint)
+        self.problems = problems
+
+    def render(self) -> str:
+        body = "\n".join(p.render() for p in self.problems)
+        more = len(self.problems)
+        return body if more == 1 else f"{more} problems in the manifest:\n{body}"
