@@ -3,7 +3,8 @@
 Precedence (first that answers wins):
 
 1. the entry's explicit ``type`` (and ``subdir``),
-2. the source's own metadata (Civitai's model type, a Hugging Face repo profile),
+2. the source's own metadata (Civitai's model type via ``civitai.folder_for_type``, a Hugging
+   Face repo profile),
 3. known file names (``flux1-*`` → diffusion_models, ``ae.safetensors`` → vae, ...),
 4. the safetensors header's tensor names (a transformer, a VAE, a text encoder, a LoRA, ...),
 5. ``checkpoints``, with a warning.
@@ -17,9 +18,7 @@ import fnmatch
 import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-
-from provisioner.errors import SourceError
+from pathlib import PurePosixPath
 
 DEFAULT_FOLDER = "checkpoints"
 
@@ -48,20 +47,6 @@ KNOWN_NAMES: tuple[tuple[str, str], ...] = (
     ("sigclip_vision*", "clip_vision"),
 )
 
-#: Civitai's model ``type`` → ComfyUI folder.
-CIVITAI_TYPES: dict[str, str] = {
-    "checkpoint": "checkpoints",
-    "lora": "loras",
-    "locon": "loras",
-    "dora": "loras",
-    "lycoris": "loras",
-    "vae": "vae",
-    "textualinversion": "embeddings",
-    "controlnet": "controlnet",
-    "upscaler": "upscale_models",
-    "hypernetwork": "hypernetworks",
-}
-
 _LORA_MARKERS = (".lora_a.", ".lora_b.", ".lora_down.", ".lora_up.", "lora_down.", "lora_up.")
 
 
@@ -72,13 +57,6 @@ class Route:
     folder: str
     reason: str
     warning: str | None = None
-
-
-def civitai_folder(model_type: str | None) -> str | None:
-    """ComfyUI folder for a Civitai model type (``LORA``, ``Checkpoint`` ...), or ``None``."""
-    if not model_type:
-        return None
-    return CIVITAI_TYPES.get(model_type.replace(" ", "").lower())
 
 
 def folder_from_name(filename: str) -> str | None:
@@ -163,28 +141,3 @@ def relative_dest(folder: str, subdir: str | None, filename: str) -> str:
     """``models/<folder>[/<subdir>]/<filename>`` as a POSIX path relative to the root."""
     parts = ["models", folder, *(subdir.strip("/").split("/") if subdir else []), filename]
     return posixpath.join(*[p for p in parts if p])
-
-
-def confine(base: Path, relpath: str) -> Path:
-    """``base/relpath``, refusing any path that would land outside ``base``.
-
-    Rejects absolute paths, ``..`` components, backslashes and NUL bytes, then checks the
-    resolved result (symlinks included) is still under the resolved ``base``.
-    """
-    if (
-        not relpath
-        or "\x00" in relpath
-        or "\\" in relpath
-        or relpath.startswith("/")
-        or any(part in ("", ".", "..") for part in relpath.split("/"))
-    ):
-        raise SourceError(
-            f"refusing file path {relpath!r}: it must be a plain relative path inside {base}",
-            hint="this name came from the model source; set 'subdir'/'name' on the entry instead",
-        )
-    target = base / relpath
-    resolved_base = base.resolve()
-    resolved = target.resolve()
-    if resolved != resolved_base and resolved_base not in resolved.parents:
-        raise SourceError(f"refusing file path {relpath!r}: it resolves outside {base}")
-    return target
