@@ -22,6 +22,8 @@ from provisioner.redact import redact
 COMMANDS = (
     "validate",
     "plan",
+    "apply",
+    "lock",
     "schema",
     "env",
 )

@@ -1,0 +1,323 @@
+"""The lock file: every floating reference resolved, so a re-run needs no resolution at all.
+
+``phoenix lock`` writes ``<manifest stem>.lock.json`` next to the manifest (``phoenix.lock.json``
+in the current directory for the embedded default) with, per model id, the Hugging Face commit
+and per-file SHA256/size, or the Civitai version, file, SHA256, size and download URL; per node,
+the commit its ref points at. It also holds a hash of the merged desired items (manifest + env),
+so ``apply --locked`` can refuse a lock that no longer matches. It never holds a token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provisioner import __version__
+from provisioner.errors import LockFileError, PhoenixError
+from provisioner.fsio import atomic_write_json
+from provisioner.manifest.desired import DesiredModel, DesiredNode, DesiredState, Secrets
+from provisioner.manifest.models import CivitaiModel, HFModel, URLModel
+
+LOCK_VERSION = 1
+DEFAULT_LOCK_NAME = "phoenix.lock.json"
+
+
+@dataclass(frozen=True)
+class LockFile:
+    """A parsed lock file. ``models``/``nodes`` map item ids to their pinned facts."""
+
+    desired_hash: str
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: notes written by `phoenix lock` (e.g. what could not be pinned)
+    notes: tuple[str, ...] = ()
+    path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The on-disk form (stable key order)."""
+        return {
+            "version": LOCK_VERSION,
+            "generated_by": f"phoenix {__version__}",
+            "desired_hash": self.desired_hash,
+            "models": self.models,
+            "nodes": self.nodes,
+            "notes": list(self.notes),
+        }
+
+
+def lock_path_for(manifest_path: str | None, cwd: Path | None = None) -> Path:
+    """``<stem>.lock.json`` beside the manifest, or ``phoenix.lock.json`` in ``cwd``."""
+    if manifest_path:
+        manifest = Path(manifest_path)
+        return manifest.with_name(f"{manifest.stem}.lock.json")
+    return (cwd or Path.cwd()) / DEFAULT_LOCK_NAME
+
+
+def desired_hash(desired: DesiredState) -> str:
+    """SHA256 over what the lock pins: each model's and node's identity and request.
+
+    Built from the merged state, so an env var that adds or changes an item changes it too;
+    settings the lock does not cover (ports, services) do not.
+    """
+    from provisioner.actions.models import request_key
+
+    body = {
+        "models": sorted((m.id, request_key(m)) for m in desired.models),
+        "nodes": sorted(
+            (n.id, json.dumps(n.spec.model_dump(mode="json"), sort_keys=True))
+            for n in desired.nodes
+        ),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def load_lock(path: Path) -> LockFile:
+    """Read and check a lock file; problems are :class:`LockFileError` naming the file."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise LockFileError(
+            "no lock file", where=str(path), hint="run `phoenix lock` first (same --manifest)"
+        ) from exc
+    except OSError as exc:
+        raise LockFileError(f"cannot read the lock file: {exc.strerror}", where=str(path)) from exc
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
+            raise ValueError(f"unsupported lock version {data.get('version')!r}")
+        models, nodes = data.get("models", {}), data.get("nodes", {})
+        if not isinstance(models, dict) or not isinstance(nodes, dict):
+            raise ValueError("'models' and 'nodes' must be objects")
+        return LockFile(
+            str(data["desired_hash"]), models, nodes, tuple(data.get("notes", [])), str(path)
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LockFileError(
+            f"invalid lock file ({exc})", where=str(path), hint="regenerate it with `phoenix lock`"
+        ) from exc
+
+
+def write_lock(lock: LockFile, path: Path) -> None:
+    """Write ``lock`` atomically (readable by others: it is meant to be committed)."""
+    atomic_write_json(path, lock.to_json(), mode=0o644)
+
+
+# -- using a lock ---------------------------------------------------------------------------
+def check_lock(desired: DesiredState, lock: LockFile) -> None:
+    """Raise :class:`LockFileError` when the desired items changed since the lock was written."""
+    if lock.desired_hash == desired_hash(desired):
+        return
+    drift = lock_drift(desired, lock)
+    detail = "; ".join(drift[:5]) if drift else "an entry's options changed"
+    raise LockFileError(
+        f"the manifest or environment changed since `phoenix lock` ({detail})",
+        where=lock.path,
+        hint="run `phoenix lock` again, or apply without --locked",
+    )
+
+
+def lock_drift(desired: DesiredState, lock: LockFile) -> list[str]:
+    """Human messages on how ``desired`` differs from ``lock`` (for ``phoenix plan``)."""
+    out = []
+    wanted = {m.id: m for m in desired.models}
+    for model_id, model in wanted.items():
+        pinned = lock.models.get(model_id)
+        if pinned is None:
+            out.append(f"{model_id} is not in the lock file")
+            continue
+        files = pinned.get("files", [])
+        if model.sha256 and len(files) == 1 and files[0].get("sha256") != model.sha256.lower():
+            out.append(f"{model_id}: the manifest's sha256 differs from the locked one")
+    out += [f"{mid} is locked but no longer desired" for mid in lock.models if mid not in wanted]
+    node_ids = {n.id for n in desired.nodes}
+    out += [f"{n.id} is not in the lock file" for n in desired.nodes if n.id not in lock.nodes
+            and not lock.notes]  # fmt: skip
+    out += [f"{nid} is locked but no longer desired" for nid in lock.nodes if nid not in node_ids]
+    if not out and lock.desired_hash != desired_hash(desired):
+        out.append("an entry's options changed since the lock was written")
+    return out
+
+
+def apply_lock(desired: DesiredState, lock: LockFile) -> DesiredState:
+    """A copy of ``desired`` whose items carry the lock's pins (hashes, sizes, versions)."""
+    models = tuple(_pin_model(m, lock.models.get(m.id)) for m in desired.models)
+    nodes = tuple(_pin_node(n, lock.nodes.get(n.id)) for n in desired.nodes)
+    return dataclasses.replace(desired, models=models, nodes=nodes)
+
+
+def _pin_model(model: DesiredModel, pinned: dict[str, Any] | None) -> DesiredModel:
+    if not pinned:
+        return model
+    files = pinned.get("files") or []
+    pins: dict[str, str] = {}
+    changes: dict[str, Any] = {}
+    if model.source == "hf":
+        pins["revision"] = str(pinned["revision"])
+        if len(files) == 1 and not _is_glob_id(model):
+            pins["path"] = files[0]["path"]
+        else:
+            pins["files"] = json.dumps(files, sort_keys=True)
+    elif model.source == "civitai":
+        for key in ("model_id", "version_id", "file_id", "download_url", "model_name",
+                    "version_name"):  # fmt: skip
+            if pinned.get(key) is not None:
+                pins[key] = str(pinned[key])
+    if len(files) == 1:
+        only = files[0]
+        changes.update(
+            sha256=only.get("sha256") or model.sha256,
+            size=only.get("size"),
+            filename=only.get("filename") or model.filename,
+        )
+    elif files:
+        changes["size"] = sum(int(f.get("size") or 0) for f in files)
+    if pinned.get("folder") and not model.folder:
+        changes["folder"] = pinned["folder"]
+    return dataclasses.replace(model, pinned=pins, **changes)
+
+
+def _pin_node(node: DesiredNode, pinned: dict[str, Any] | None) -> DesiredNode:
+    if not pinned or not pinned.get("commit"):
+        return node
+    return dataclasses.replace(node, locked_commit=str(pinned["commit"]))
+
+
+def _is_glob_id(model: DesiredModel) -> bool:
+    entry = model.entry
+    return isinstance(entry, HFModel) and model.id.startswith(f"hf:{entry.hf}:")
+
+
+# -- writing a lock -------------------------------------------------------------------------
+def resolve_lock(
+    desired: DesiredState,
+    secrets: Secrets,
+    *,
+    jobs: int = 4,
+    resolve_ref: Callable[[str, str | None], str] | None = None,
+) -> tuple[LockFile, list[tuple[str, PhoenixError]]]:
+    """Resolve every floating reference of ``desired``; returns the lock and per-item errors.
+
+    ``resolve_ref`` resolves a node's git ref to a commit (default:
+    ``provisioner.gitops.resolve_ref``); without one, nodes are left out and a note says so.
+    """
+    from provisioner.sources.huggingface import HFClient
+
+    hf = HFClient(token=secrets.hf_token)
+    session_box: list[Any] = []
+
+    def session() -> Any:
+        if not session_box:
+            from provisioner.actions.model_apply import civitai_api_base
+            from provisioner.sources.http import attach_bearer, make_session
+
+            s = make_session()
+            attach_bearer(s, secrets.civitai_token, civitai_api_base())
+            session_box.append(s)
+        return session_box[0]
+
+    errors: list[tuple[str, PhoenixError]] = []
+    models: dict[str, dict[str, Any]] = {}
+
+    def one(model: DesiredModel) -> None:
+        try:
+            models[model.id] = _resolve_model(model, hf, session, secrets)
+        except PhoenixError as exc:
+            errors.append((model.id, exc))
+
+    if any(m.source == "civitai" for m in desired.models):
+        session()  # create it once, before the threads share it
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(one, desired.models))
+    notes: list[str] = []
+    nodes: dict[str, dict[str, Any]] = {}
+    ref_fn = resolve_ref or _default_resolve_ref()
+    if desired.nodes and ref_fn is None:
+        notes.append("nodes are not locked: this Phoenix has no git ref resolver")
+    elif ref_fn is not None:
+        for node in desired.nodes:
+            try:
+                commit = ref_fn(node.spec.url, node.spec.ref)
+                nodes[node.id] = {"url": node.spec.url, "ref": node.spec.ref, "commit": commit}
+            except PhoenixError as exc:
+                errors.append((node.id, exc))
+    for s in session_box:
+        s.close()
+    lock = LockFile(desired_hash(desired), dict(sorted(models.items())), nodes, tuple(notes))
+    return lock, errors
+
+
+def _default_resolve_ref() -> Callable[[str, str | None], str] | None:
+    import importlib
+
+    try:
+        gitops = importlib.import_module("provisioner.gitops")
+    except ImportError:
+        return None
+    fn = getattr(gitops, "resolve_ref", None)
+    return fn if callable(fn) else None
+
+
+def _resolve_model(
+    model: DesiredModel, hf: Any, session: Callable[[], Any], secrets: Secrets
+) -> dict[str, Any]:
+    entry = model.entry
+    if isinstance(entry, HFModel):
+        from provisioner.actions.model_apply import hf_selection
+
+        res = hf.resolve(entry.hf, entry.revision, hf_selection(model))
+        if model.sha256 and len(res.files) == 1 and res.files[0].sha256 not in (
+            None, model.sha256.lower()
+        ):  # fmt: skip
+            raise LockFileError(
+                f"{model.id}: the manifest's sha256 differs from the Hub's LFS oid "
+                f"{res.files[0].sha256}",
+                hint="update 'sha256' in the manifest if the new file is trusted",
+            )
+        return {
+            "source": "hf",
+            "repo": entry.hf,
+            "requested_revision": entry.revision or "main",
+            "revision": res.commit,
+            "folder": model.folder,
+            "files": [
+                {
+                    "path": f.path,
+                    "filename": f.name,
+                    "sha256": f.sha256 or (model.sha256 if len(res.files) == 1 else None),
+                    "size": f.size,
+                    "blob_id": f.blob_id,
+                }
+                for f in res.files
+            ],
+        }
+    if isinstance(entry, CivitaiModel):
+        from provisioner.actions.model_apply import civitai_api_base
+        from provisioner.sources.civitai import resolve_civitai
+
+        file = resolve_civitai(
+            entry, session=session(), api_base=civitai_api_base(), token=secrets.civitai_token
+        )
+        return {
+            "source": "civitai",
+            "model_id": file.model_id,
+            "version_id": file.version_id,
+            "file_id": file.file_id,
+            "model_name": file.model_name,
+            "version_name": file.version_name,
+            "download_url": file.download_url,
+            "folder": model.folder or file.folder,
+            "files": [{"filename": file.name, "sha256": file.sha256, "size": file.size}],
+        }
+    assert isinstance(entry, URLModel)
+    return {
+        "source": "url",
+        "url": entry.url,
+        "folder": model.folder,
+        "files": [{"filename": model.filename, "sha256": entry.sha256.lower(), "size": None}],
+    }
