@@ -398,7 +398,11 @@ def _obtain(job: FileJob, res: Resolved, runner: _Runner) -> _Placed:
         adopted = _adopt_existing(job, res, runner)
         if adopted is not None:
             return adopted
-        staged, sha = job.fetch(staging)
+        try:
+            staged, sha = job.fetch(staging)
+        except BaseException:
+            _tidy(staging)
+            raise
         try:
             folder = _folder(job, staged)
             dest, rel = _dest(layout.root, folder, subdir, job.filename)
@@ -409,6 +413,16 @@ def _obtain(job: FileJob, res: Resolved, runner: _Runner) -> _Placed:
             shutil.rmtree(staging, ignore_errors=True)
         runner.placed(sha, dest)
         return _Placed(dest, sha, "downloaded", size)
+
+
+def _tidy(staging: Path) -> None:
+    """After a failed fetch keep the staging folder only if it holds bytes to resume from."""
+    partial = [
+        p for p in staging.rglob("*")
+        if p.is_file() and p.name.endswith((".incomplete", ".part")) and p.stat().st_size > 0
+    ] if staging.exists() else []  # fmt: skip
+    if not partial:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _adopt_existing(job: FileJob, res: Resolved, runner: _Runner) -> _Placed | None:

@@ -1,0 +1,262 @@
+"""Model apply against real servers on loopback: olah for Hugging Face, the Civitai-like hub."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from provisioner.apply import apply_all
+from provisioner.config import load_versions
+from provisioner.errors import DiskSpaceError
+from provisioner.layout import Layout
+from provisioner.plan.build import build_plan
+from provisioner.state import load_state
+from tests.fixtures.desired import FLUX_SET, desired_from
+from tests.fixtures.hub import GATED_TOKEN, LORA_KEYS, FluxHub, safetensors_bytes
+from tests.sources.loopback import LoopbackHub, Served
+
+FLUX = "black-forest-labs/FLUX.1-dev"
+ENC = "comfyanonymous/flux_text_encoders"
+CLIP_ONLY = "models:\n  - hf: comfyanonymous/flux_text_encoders\n    files: [clip_l.safetensors]\n"
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def no_partial_files(root: Path) -> None:
+    """Nothing but verified, complete files under models/; staging left empty."""
+    for p in (root / "models").rglob("*"):
+        assert not p.name.endswith((".part", ".incomplete", ".tmp")), p
+    staging = root / ".phoenix" / "staging"
+    leftovers = [p for p in staging.rglob("*") if p.is_file()] if staging.exists() else []
+    assert leftovers == []
+
+
+def test_flux_set_is_placed_verified_and_a_rerun_is_silent(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    desired, secrets, _ = desired_from(tmp_path, FLUX_SET)
+    layout = Layout(tmp_path / "root")
+    report = apply_all(desired, layout, load_versions(), secrets)
+    assert report.ok, report.failed
+    assert report.remaining == []
+    expected = {
+        "models/diffusion_models/flux1-dev.safetensors": (FLUX, "flux1-dev.safetensors"),
+        "models/vae/ae.safetensors": (FLUX, "ae.safetensors"),
+        "models/text_encoders/clip_l.safetensors": (ENC, "clip_l.safetensors"),
+        "models/text_encoders/t5xxl_fp16.safetensors": (ENC, "t5xxl_fp16.safetensors"),
+    }
+    for rel, (repo, name) in expected.items():
+        assert sha(layout.root / rel) == flux_hub.sha(repo, name), rel
+    state = load_state(layout)
+    rec = state.models[f"hf:{FLUX}/ae.safetensors"]
+    assert rec.files[0].path == "models/vae/ae.safetensors"
+    assert rec.files[0].sha256 == flux_hub.sha(FLUX, "ae.safetensors")
+    assert rec.resolved["revision"] == flux_hub.hub.repos[FLUX].commits[-1]
+    no_partial_files(layout.root)
+
+    flux_hub.proxy.reset()
+    again = apply_all(desired, layout, load_versions(), secrets)
+    assert again.results == [] and again.remaining == []
+    assert flux_hub.proxy.requests == []
+
+
+def test_glob_entry_routes_by_safetensors_header(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    desired, secrets, _ = desired_from(
+        tmp_path, "models:\n  - hf: acme/mystery\n    files: ['*.safetensors']\n"
+    )
+    layout = Layout(tmp_path / "root")
+    report = apply_all(desired, layout, load_versions(), secrets)
+    assert report.ok, report.failed
+    placed = layout.root / "models/loras/mystery.safetensors"
+    assert sha(placed) == flux_hub.sha("acme/mystery", "mystery.safetensors")
+    assert report.remaining == []
+
+
+def test_gated_repo_fails_alone_and_the_others_continue(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    manifest = (
+        "models:\n"
+        "  - hf: gated-org/gated-model\n    files: [model.safetensors]\n"
+        "  - hf: comfyanonymous/flux_text_encoders\n    files: [clip_l.safetensors]\n"
+    )
+    desired, secrets, _ = desired_from(tmp_path, manifest)
+    layout = Layout(tmp_path / "root")
+    report = apply_all(desired, layout, load_versions(), secrets)
+    failed = {r.id: r.message for r in report.failed}
+    assert list(failed) == ["hf:gated-org/gated-model/model.safetensors"]
+    assert "https://huggingface.co/gated-org/gated-model" in failed[next(iter(failed))]
+    assert (layout.root / "models/text_encoders/clip_l.safetensors").exists()
+    assert [c.id for c in report.remaining] == ["hf:gated-org/gated-model/model.safetensors"]
+    no_partial_files(layout.root)
+
+    # with a token that has access, the same manifest completes; the token never lands on disk
+    desired, secrets, _ = desired_from(tmp_path, manifest, {"HF_TOKEN": GATED_TOKEN})
+    report = apply_all(desired, layout, load_versions(), secrets)
+    assert report.ok and report.remaining == []
+    for p in layout.root.rglob("*"):
+        if p.is_file():
+            assert GATED_TOKEN.encode() not in p.read_bytes(), p
+
+
+def test_same_bytes_under_another_name_are_hard_linked(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    manifest = (
+        "models:\n"
+        "  - hf: black-forest-labs/FLUX.1-dev\n    files: [ae.safetensors]\n    type: vae\n"
+        "  - hf: acme/twins\n    files: [ae_copy.safetensors]\n    type: vae\n"
+    )
+    desired, secrets, _ = desired_from(tmp_path, manifest)
+    layout = Layout(tmp_path / "root")
+    report = apply_all(desired, layout, load_versions(), secrets, jobs=4)
+    assert report.ok, report.failed
+    a = layout.root / "models/vae/ae.safetensors"
+    b = layout.root / "models/vae/ae_copy.safetensors"
+    assert os.stat(a).st_ino == os.stat(b).st_ino
+    downloads = [r for r in flux_hub.proxy.requests if r.method == "GET" and "/resolve/" in r.path]
+    assert len(downloads) == 1, downloads
+    assert report.remaining == []
+
+
+def test_drifted_file_is_replaced_and_force_refetches(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    desired, secrets, _ = desired_from(tmp_path, CLIP_ONLY)
+    layout = Layout(tmp_path / "root")
+    assert apply_all(desired, layout, load_versions(), secrets).ok
+    placed = layout.root / "models/text_encoders/clip_l.safetensors"
+    placed.write_bytes(b"user scribbled here")
+    plan = build_plan(desired, layout, load_versions())
+    assert [c.action for c in plan.changes if c.kind == "model"] == ["update"]
+    report = apply_all(desired, layout, load_versions(), secrets)
+    assert report.ok and report.remaining == []
+    assert sha(placed) == flux_hub.sha(ENC, "clip_l.safetensors")
+
+    flux_hub.proxy.reset()
+    forced = apply_all(desired, layout, load_versions(), secrets, force=True)
+    assert forced.ok and [r.id for r in forced.results if r.kind == "model"] == [
+        "hf:comfyanonymous/flux_text_encoders/clip_l.safetensors"
+    ]
+    assert flux_hub.proxy.count("/resolve/") >= 1
+
+
+def test_prune_removes_what_is_no_longer_desired(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    both = (
+        "models:\n  - hf: comfyanonymous/flux_text_encoders\n"
+        "    files: [clip_l.safetensors, t5xxl_fp8_e4m3fn.safetensors]\n"
+    )
+    desired, secrets, _ = desired_from(tmp_path, both)
+    layout = Layout(tmp_path / "root")
+    assert apply_all(desired, layout, load_versions(), secrets).ok
+    desired, secrets, _ = desired_from(tmp_path, CLIP_ONLY)
+    kept = apply_all(desired, layout, load_versions(), secrets)
+    assert kept.results == []
+    fp8 = layout.root / "models/text_encoders/t5xxl_fp8_e4m3fn.safetensors"
+    assert fp8.exists()
+    pruned = apply_all(desired, layout, load_versions(), secrets, prune=True)
+    assert pruned.ok and pruned.remaining == []
+    assert not fp8.exists()
+    assert (layout.root / "models/text_encoders/clip_l.safetensors").exists()
+    assert list(load_state(layout).models) == [
+        "hf:comfyanonymous/flux_text_encoders/clip_l.safetensors"
+    ]
+
+
+def test_civitai_lora_is_verified_and_token_stays_on_the_api_host(
+    civitai: LoopbackHub, tmp_path: Path
+) -> None:
+    data = safetensors_bytes(LORA_KEYS)
+    civitai.required_token = "civitai_secret_token_value"
+    civitai.add_model(
+        618692, name="Style", type="LORA",
+        versions=[{"id": 691639, "files": [{"name": "style.safetensors", "data": data}]}],
+    )
+    desired, secrets, _ = desired_from(
+        tmp_path, "models:\n  - civitai: 618692\n", {"CIVITAI_TOKEN": "civitai_secret_token_value"}
+    )
+    layout = Layout(tmp_path / "root")
+    report = apply_all(desired, layout, load_versions(), secrets)
+    assert report.ok, report.failed
+    placed = layout.root / "models/loras/style.safetensors"
+    assert placed.read_bytes() == data
+    for rec in civitai.records:
+        auth = rec.headers.get("Authorization")
+        assert (auth is not None) == (rec.server == "api"), rec
+    state = load_state(layout).models["civitai:618692"]
+    assert state.resolved["version_id"] == "691639"
+    assert report.remaining == []
+    no_partial_files(layout.root)
+
+
+def test_civitai_bytes_not_matching_the_api_hash_place_nothing(
+    civitai: LoopbackHub, tmp_path: Path
+) -> None:
+    data = safetensors_bytes(LORA_KEYS)
+    civitai.add_model(
+        7, name="Bad", type="LORA",
+        versions=[{"id": 70, "files": [{"name": "bad.safetensors", "data": data,
+                                         "served": data[:-1] + b"!"}]}],
+    )
+    desired, secrets, _ = desired_from(tmp_path, "models:\n  - civitai: 7\n")
+    layout = Layout(tmp_path / "root")
+    report = apply_all(desired, layout, load_versions(), secrets)
+    [failure] = report.failed
+    assert "SHA256 mismatch" in failure.message
+    assert hashlib.sha256(data).hexdigest() in failure.message
+    assert not any(p.is_file() for p in (layout.root / "models").rglob("*"))
+    no_partial_files(layout.root)
+
+
+def test_url_model_without_type_is_routed_by_its_header(
+    civitai: LoopbackHub, tmp_path: Path
+) -> None:
+    data = safetensors_bytes({"decoder.conv_in.weight": 100, "encoder.conv_in.weight": 100})
+    url = civitai.serve("my-autoencoder.safetensors", Served(data=data))
+    digest = hashlib.sha256(data).hexdigest()
+    desired, secrets, _ = desired_from(
+        tmp_path, f"models:\n  - url: {url}\n    sha256: {digest}\n"
+    )
+    layout = Layout(tmp_path / "root")
+    report = apply_all(desired, layout, load_versions(), secrets)
+    assert report.ok, report.failed
+    assert (layout.root / "models/vae/my-autoencoder.safetensors").read_bytes() == data
+    assert report.remaining == []
+
+
+def test_disk_too_small_is_refused_before_any_byte(civitai: LoopbackHub, tmp_path: Path) -> None:
+    civitai.add_model(
+        9, name="Huge", type="Checkpoint",
+        versions=[{"id": 90, "files": [{"name": "huge.safetensors", "sha256": "ab" * 32,
+                                         "size": 1 << 60}]}],
+    )
+    desired, secrets, _ = desired_from(tmp_path, "models:\n  - civitai: 9\n")
+    with pytest.raises(DiskSpaceError, match="not enough free space"):
+        apply_all(desired, Layout(tmp_path / "root"), load_versions(), secrets)
+    assert civitai.requests_to("/files/") == []
+    assert civitai.requests_to("/api/download/") == []
+
+
+def test_two_files_for_one_destination_conflict(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    manifest = (
+        "models:\n"
+        "  - hf: acme/evolving\n    revision: v1.0\n    files: [weights.safetensors]\n"
+        "  - hf: acme/evolving\n    files: ['weights*']\n    type: diffusion_models\n"
+    )
+    desired, secrets, _ = desired_from(tmp_path, manifest)
+    layout = Layout(tmp_path / "root")
+    report = apply_all(desired, layout, load_versions(), secrets, jobs=1)
+    assert len([r for r in report.results if r.kind == "model"]) == 2
+    [failure] = report.failed
+    assert "with different content" in failure.message and "subdir" in failure.message
