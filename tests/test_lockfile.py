@@ -1,0 +1,81 @@
+"""Lock file reading, writing and drift messages (pure parts; resolution is in tests/actions)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from provisioner.errors import LockFileError
+from provisioner.lockfile import (
+    LockFile,
+    apply_lock,
+    desired_hash,
+    load_lock,
+    lock_drift,
+    write_lock,
+)
+from tests.fixtures.desired import FLUX_SET, desired_from
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "invalid lock file"),
+        ('{"version": 9, "desired_hash": "x"}', "unsupported lock version 9"),
+        ('{"version": 1}', "invalid lock file"),
+        ('{"version": 1, "desired_hash": "x", "models": []}', "must be objects"),
+        ("[]", "invalid lock file"),
+    ],
+)
+def test_bad_lock_files(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "x.lock.json"
+    path.write_text(content)
+    with pytest.raises(LockFileError, match=message) as info:
+        load_lock(path)
+    assert info.value.where == str(path)
+
+
+def test_missing_lock_file_says_run_phoenix_lock(tmp_path: Path) -> None:
+    with pytest.raises(LockFileError) as info:
+        load_lock(tmp_path / "none.lock.json")
+    assert "phoenix lock" in info.value.render()
+
+
+def test_round_trip_and_mode(tmp_path: Path) -> None:
+    lock = LockFile("abc", {"hf:a/b/c": {"source": "hf", "revision": "1" * 40, "files": []}})
+    path = tmp_path / "m.lock.json"
+    write_lock(lock, path)
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    loaded = load_lock(path)
+    assert (loaded.desired_hash, loaded.models, loaded.path) == ("abc", lock.models, str(path))
+    assert json.loads(path.read_text())["version"] == 1
+
+
+def test_desired_hash_tracks_items_not_unrelated_settings(tmp_path: Path) -> None:
+    base, _, _ = desired_from(tmp_path, FLUX_SET)
+    same, _, _ = desired_from(tmp_path, FLUX_SET + "comfyui:\n  port: 9999\n")
+    other, _, _ = desired_from(tmp_path, FLUX_SET.replace("FLUX.1-dev", "FLUX.1-schnell"))
+    env, _, _ = desired_from(tmp_path, FLUX_SET, {"CIVITAI_LORAS_TO_DOWNLOAD": "1"})
+    assert desired_hash(base) == desired_hash(same)
+    assert len({desired_hash(base), desired_hash(other), desired_hash(env)}) == 3
+
+
+def test_drift_messages_and_pins(tmp_path: Path) -> None:
+    desired, _, _ = desired_from(tmp_path, FLUX_SET)
+    ae = "hf:black-forest-labs/FLUX.1-dev/ae.safetensors"
+    pinned = {"source": "hf", "revision": "c" * 40, "folder": "vae",
+              "files": [{"path": "ae.safetensors", "filename": "ae.safetensors",
+                         "sha256": "d" * 64, "size": 335}]}  # fmt: skip
+    lock = LockFile(desired_hash(desired), {ae: pinned, "civitai:1": {"files": []}})
+    drift = lock_drift(desired, lock)
+    assert "civitai:1 is locked but no longer desired" in drift
+    assert sum("is not in the lock file" in d for d in drift) == 3
+    model = next(m for m in apply_lock(desired, lock).models if m.id == ae)
+    assert (model.sha256, model.size, model.pinned["revision"], model.pinned["path"]) == (
+        "d" * 64, 335, "c" * 40, "ae.safetensors"
+    )
+    untouched = next(m for m in apply_lock(desired, lock).models if m.id != ae)
+    assert untouched.pinned == {} and untouched.sha256 is None
