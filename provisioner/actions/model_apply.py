@@ -240,7 +240,9 @@ def _resolve_hf(
         def fetch(staging: Path, f: HFFile = f, expected: str | None = single_sha) -> tuple[
             Path, str
         ]:
-            staged = client.download(f, staging, expected_sha256=expected)
+            staged = client.download(
+                f, staging, expected_sha256=expected, progress=runner.progress
+            )
             return staged, expected or f.sha256 or hash_file(staged).sha256
 
         jobs.append(
@@ -576,9 +578,8 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
     finally:
         progress.close()
         runner.close()
-    for r in results:
-        level = ctx.log.info if r.ok else ctx.log.error
-        level("%s %s: %s", "ok" if r.ok else "FAILED", r.id, r.message)
+    for r in results:  # the caller reports results; this is the debug trail
+        ctx.log.debug("%s %s: %s", "ok" if r.ok else "FAILED", r.id, r.message)
     return results
 
 

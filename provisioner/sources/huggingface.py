@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ from provisioner.errors import AuthError, IntegrityError, NotFoundError, SourceE
 from provisioner.manifest.models import is_glob
 from provisioner.redact import register_secret
 from provisioner.sources.placement import hash_file
+from provisioner.sources.progress import Progress
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PUBLIC_SITE = "https://huggingface.co"
@@ -161,7 +163,14 @@ class HFClient:
         files = tuple(sorted(found.values(), key=lambda f: f.path))
         return HFResolution(repo, rev, commit, files)
 
-    def download(self, file: HFFile, staging: Path, *, expected_sha256: str | None) -> Path:
+    def download(
+        self,
+        file: HFFile,
+        staging: Path,
+        *,
+        expected_sha256: str | None,
+        progress: Progress | None = None,
+    ) -> Path:
         """Fetch ``file`` into ``staging`` and verify it; return the verified staged path.
 
         ``staging`` must be on the models' filesystem and stable per file, so an interrupted
@@ -179,6 +188,9 @@ class HFClient:
         from huggingface_hub import hf_hub_download
 
         staging.mkdir(parents=True, exist_ok=True)
+        bar: Any = None
+        if progress is not None:
+            bar = functools.partial(HubProgressBar, progress, f"hf:{file.repo}/{file.path}")
         with self._errors(file.repo, file.commit):
             local = hf_hub_download(
                 file.repo,
@@ -187,6 +199,7 @@ class HFClient:
                 local_dir=staging,
                 endpoint=self._endpoint,
                 token=self._token,
+                tqdm_class=bar,
             )
         staged = Path(str(local))
         hashes = hash_file(staged, git_blob=want is None)
@@ -261,6 +274,48 @@ class HFClient:
                 where=f"hf:{repo}",
                 hint="check the network, or HF_ENDPOINT when using a mirror",
             ) from exc
+
+class HubProgressBar:
+    """The tqdm-shaped object huggingface_hub drives, reporting to Phoenix's progress.
+
+    So HF transfers show like every other one: a bar on a terminal, a line every few seconds
+    (percent, rate, ETA) in RunPod's log view.
+    """
+
+    def __init__(
+        self,
+        progress: Progress,
+        label: str,
+        *,
+        total: int | None = None,
+        initial: int = 0,
+        **_: Any,
+    ) -> None:
+        self.n = initial
+        self.total = total
+        self._task = progress.task(label, total, initial)
+        self._closed = False
+
+    def update(self, n: float | None = 1) -> None:
+        """``n`` more bytes (negative when huggingface_hub restarts a resumed transfer)."""
+        step = int(n or 0)
+        self.n += step
+        if step >= 0:
+            self._task.update(step)
+        else:
+            self._task.restart(self.n, self.total)
+
+    def close(self, ok: bool = True) -> None:
+        if not self._closed:
+            self._closed = True
+            self._task.close(ok)
+
+    def __enter__(self) -> HubProgressBar:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.close(exc_type is None)
+
 
 def _is_file(entry: Any) -> bool:
     return type(entry).__name__ == "RepoFile"

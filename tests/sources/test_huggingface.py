@@ -175,3 +175,20 @@ def test_unreachable_endpoint_is_a_source_error(
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(SourceError, match="cannot reach"):
         HFClient().resolve(FLUX, None, ["ae.safetensors"])
+
+
+def test_download_reports_progress_lines_for_logs(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    from provisioner.sources.progress import LogProgress
+
+    lines: list[str] = []
+    client = HFClient()
+    f = client.resolve(FLUX, None, ["flux1-dev.safetensors"]).files[0]
+    client.download(
+        f, tmp_path / "stage", expected_sha256=None, progress=LogProgress(0.0, emit=lines.append)
+    )
+    label = f"hf:{FLUX}/flux1-dev.safetensors"
+    assert lines[0].startswith(f"{label}: starting")
+    assert any("100.0%" in line for line in lines)
+    assert lines[-1].startswith(f"{label}: done")
