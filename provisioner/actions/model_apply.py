@@ -89,6 +89,8 @@ class _Runner:
 
     ctx: ApplyContext
     progress: Progress | None = None
+    #: set on Ctrl-C: transfers stop at the next chunk (their partial files are kept to resume)
+    cancel: threading.Event = field(default_factory=threading.Event)
     _session: Any = None
     _hf: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -109,9 +111,10 @@ class _Runner:
     def hf(self) -> Any:
         with self._lock:
             if self._hf is None:
-                from provisioner.sources.huggingface import HFClient
+                from provisioner.sources.huggingface import HFClient, transfer_backend
 
                 self._hf = HFClient(token=self.ctx.secrets.hf_token)
+                self.ctx.log.debug("Hugging Face transfers: %s", transfer_backend())
             return self._hf
 
     def session(self) -> Any:
@@ -326,6 +329,7 @@ def _resolve_civitai(
             expected_size=file.size,
             progress=runner.progress,
             label=f"{label} {file.name}",
+            cancel=runner.cancel,
         )
         return result.path, result.sha256
 
@@ -344,16 +348,26 @@ def _resolve_civitai(
 def _resolve_url(
     model: DesiredModel, entry: URLModel, runner: _Runner, resolved: dict[str, str]
 ) -> FileJob:
-    from provisioner.sources.url import download_url_file, resolve_url
+    from provisioner.sources.url import resolve_url
 
     file = resolve_url(entry)
     resolved["url"] = entry.url
 
     def fetch(staging: Path) -> tuple[Path, str]:
-        ready = staging / f"{file.sha256}.ready"
-        result = download_url_file(
-            file, ready, staging=staging, session=runner.session(), progress=runner.progress,
+        from provisioner.sources.download import download
+        from provisioner.sources.http import NoAuth
+
+        result = download(
+            file.url,
+            staging / f"{file.sha256}.ready",
+            staging=staging,
+            expected_sha256=file.sha256,
+            session=runner.session(),
             expected_size=model.size,
+            progress=runner.progress,
+            label=f"url:{file.name}",
+            auth=NoAuth(),  # a plain URL never gets a credential
+            cancel=runner.cancel,
         )
         return result.path, result.sha256
 
@@ -484,7 +498,10 @@ def _run(res: Resolved, runner: _Runner) -> ItemResult:
     for job in res.files:
         placed.append(_obtain(job, res, runner))
     files = tuple(file_record(root, p.path, p.sha256) for p in placed)
+    previous = runner.ctx.store.state.models.get(model.id)
     runner.ctx.store.put_model(ModelRecord(model.id, model.source, files, dict(res.resolved)))
+    if previous is not None:
+        _remove_stale(previous, {f.path for f in files}, runner.ctx)
     moved = sum(p.transferred for p in placed)
     where = ", ".join(f.path for f in files[:3]) + (", ..." if len(files) > 3 else "")
     hows = sorted({p.how for p in placed})
@@ -513,24 +530,34 @@ def still_needed(change: Change, ctx: ApplyContext) -> bool:
     return not all(_trusted(ctx.layout.root, f) for f in record.files)
 
 
-def _delete(change: Change, ctx: ApplyContext) -> ItemResult:
-    record = change.item
-    assert isinstance(record, ModelRecord)
+def _remove_stale(previous: ModelRecord, keep: set[str], ctx: ApplyContext) -> list[str]:
+    """Remove files an older placement of this model left that nothing records any more.
+
+    A file still named by another model, or changed on disk since it was placed (the user's
+    now), stays; the paths left in place are returned.
+    """
     root = ctx.layout.root
-    shared = {
+    named = {
         f.path
         for rid, rec in ctx.store.state.models.items()
-        if rid != record.id
+        if rid != previous.id
         for f in rec.files
-    }
+    } | keep
     kept = []
-    for f in record.files:
-        if f.path in shared:
+    for f in previous.files:
+        if f.path in named:
             continue
         if _trusted(root, f):
             (root / f.path).unlink()
         elif (root / f.path).exists():
             kept.append(f.path)
+    return kept
+
+
+def _delete(change: Change, ctx: ApplyContext) -> ItemResult:
+    record = change.item
+    assert isinstance(record, ModelRecord)
+    kept = _remove_stale(record, set(), ctx)
     ctx.store.drop_model(record.id)
     msg = "removed" + (f"; kept {', '.join(kept)} (changed on disk since placed)" if kept else "")
     return ItemResult(record.id, KIND, True, msg)
@@ -559,23 +586,26 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
         return results
     progress = make_progress(sys.stderr)
     runner = _Runner(ctx, progress)
+    pool = ThreadPoolExecutor(max_workers=max(1, ctx.jobs), thread_name_prefix="phoenix-model")
     try:
-        with ThreadPoolExecutor(max_workers=max(1, ctx.jobs)) as pool:
-            resolved = list(
-                pool.map(lambda c: _attempt(functools.partial(resolve, c, runner), c), todo)
-            )
-            ready = [r for r in resolved if isinstance(r, Resolved)]
-            results += [r for r in resolved if isinstance(r, ItemResult)]
-            total = sum(
-                j.size or 0 for r in ready for j in r.files if j.sha256 not in runner._by_sha
-            )
-            if total:
-                ctx.layout.staging.mkdir(parents=True, exist_ok=True)
-                check_free_space(ctx.layout.staging, total, f"{len(ready)} model download(s)")
-            results += list(
-                pool.map(lambda r: _guard(r.change, functools.partial(_run, r, runner)), ready)
-            )
+        resolved = list(
+            pool.map(lambda c: _attempt(functools.partial(resolve, c, runner), c), todo)
+        )
+        ready = [r for r in resolved if isinstance(r, Resolved)]
+        results += [r for r in resolved if isinstance(r, ItemResult)]
+        total = sum(j.size or 0 for r in ready for j in r.files if j.sha256 not in runner._by_sha)
+        if total:
+            ctx.layout.staging.mkdir(parents=True, exist_ok=True)
+            check_free_space(ctx.layout.staging, total, f"{len(ready)} model download(s)")
+        results += list(
+            pool.map(lambda r: _guard(r.change, functools.partial(_run, r, runner)), ready)
+        )
+    except BaseException:  # Ctrl-C / SIGTERM: stop transfers, keep partial files for a resume
+        runner.cancel.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     finally:
+        pool.shutdown(wait=True)
         progress.close()
         runner.close()
     for r in results:  # the caller reports results; this is the debug trail

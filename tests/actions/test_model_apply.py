@@ -260,3 +260,22 @@ def test_two_files_for_one_destination_conflict(
     assert len([r for r in report.results if r.kind == "model"]) == 2
     [failure] = report.failed
     assert "with different content" in failure.message and "subdir" in failure.message
+
+
+def test_changed_type_moves_the_file_without_downloading_it_again(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    layout = Layout(tmp_path / "root")
+    desired, secrets, _ = desired_from(tmp_path, CLIP_ONLY)
+    assert apply_all(desired, layout, load_versions(), secrets).ok
+    old = layout.root / "models/text_encoders/clip_l.safetensors"
+    flux_hub.proxy.reset()
+    moved, secrets, _ = desired_from(tmp_path, CLIP_ONLY + "    type: clip\n")
+    report = apply_all(moved, layout, load_versions(), secrets)
+    assert report.ok and report.remaining == []
+    new = layout.root / "models/clip/clip_l.safetensors"
+    assert sha(new) == flux_hub.sha(ENC, "clip_l.safetensors")
+    assert not old.exists()
+    assert not any(r.method == "GET" and "/resolve/" in r.path for r in flux_hub.proxy.requests)
+    [record] = load_state(layout).models.values()
+    assert [f.path for f in record.files] == ["models/clip/clip_l.safetensors"]
