@@ -144,6 +144,11 @@ class _Runner:
                 existing = self._by_sha.get(sha)
             yield existing if existing is not None and existing.is_file() else None
 
+    def has(self, sha: str | None) -> bool:
+        """True when a file with these bytes is already placed (it will be linked, not fetched)."""
+        with self._lock:
+            return sha is not None and sha in self._by_sha
+
     def placed(self, sha: str, path: Path) -> None:
         with self._lock:
             self._by_sha.setdefault(sha, path)
@@ -593,7 +598,7 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
         )
         ready = [r for r in resolved if isinstance(r, Resolved)]
         results += [r for r in resolved if isinstance(r, ItemResult)]
-        total = sum(j.size or 0 for r in ready for j in r.files if j.sha256 not in runner._by_sha)
+        total = sum(_bytes_to_fetch(j, r, runner) for r in ready for j in r.files)
         if total:
             ctx.layout.staging.mkdir(parents=True, exist_ok=True)
             check_free_space(ctx.layout.staging, total, f"{len(ready)} model download(s)")
@@ -611,6 +616,21 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
     for r in results:  # the caller reports results; this is the debug trail
         ctx.log.debug("%s %s: %s", "ok" if r.ok else "FAILED", r.id, r.message)
     return results
+
+
+def _bytes_to_fetch(job: FileJob, res: Resolved, runner: _Runner) -> int:
+    """Bytes the preflight must count for ``job``: 0 when it will be linked or kept in place."""
+    if job.size is None or (runner.has(job.sha256) and not runner.ctx.force):
+        return 0
+    folder = job.folder or job.source_folder or folder_from_name(job.filename)
+    if folder is not None and not runner.ctx.force:
+        try:
+            dest, _ = _dest(runner.ctx.layout.root, folder, res.model.entry.subdir, job.filename)
+            if dest.stat().st_size == job.size:
+                return 0  # verified by hash and kept if it matches (see _adopt_existing)
+        except (OSError, SourceError):
+            pass
+    return job.size
 
 
 def _required(change: Change) -> bool:

@@ -279,3 +279,21 @@ def test_changed_type_moves_the_file_without_downloading_it_again(
     assert not any(r.method == "GET" and "/resolve/" in r.path for r in flux_hub.proxy.requests)
     [record] = load_state(layout).models.values()
     assert [f.path for f in record.files] == ["models/clip/clip_l.safetensors"]
+
+
+def test_a_correct_file_already_in_place_is_verified_and_kept(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    layout = Layout(tmp_path / "root")
+    target = layout.root / "models/text_encoders/clip_l.safetensors"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(flux_hub.files[ENC]["clip_l.safetensors"])
+    desired, secrets, _ = desired_from(tmp_path, CLIP_ONLY)
+    report = apply_all(desired, layout, load_versions(), secrets)
+    assert report.ok and report.remaining == []
+    [result] = [r for r in report.results if r.kind == "model"]
+    assert "verified in place" in result.message
+    assert not any(r.method == "GET" and "/resolve/" in r.path for r in flux_hub.proxy.requests)
+    assert load_state(layout).models[result.id].files[0].sha256 == flux_hub.sha(
+        ENC, "clip_l.safetensors"
+    )
