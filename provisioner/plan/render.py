@@ -36,10 +36,25 @@ def human_size(size: int | None) -> str:
     return f"{size} B"
 
 
+def pinned_summary(versions: dict[str, str]) -> str:
+    """One line of what versions.conf pins: ComfyUI, NGC PyTorch, FileBrowser."""
+    parts = []
+    if "COMFYUI_COMMIT" in versions:
+        version = versions.get("COMFYUI_VERSION", "")
+        parts.append(f"ComfyUI {version} @ {versions['COMFYUI_COMMIT'][:12]}".replace("  ", " "))
+    if "NGC_PYTORCH_TAG" in versions:
+        parts.append(f"NGC PyTorch {versions['NGC_PYTORCH_TAG']}")
+    if "FILEBROWSER_VERSION" in versions:
+        parts.append(f"FileBrowser {versions['FILEBROWSER_VERSION']}")
+    return ", ".join(parts)
+
+
 def render_text(plan: Plan, *, color: bool = False, prune: bool = False) -> str:
     """The human plan: header, one line per item, warnings, summary."""
-    commit = plan.versions.get("COMFYUI_COMMIT", "")[:10]
-    lines = [f"Phoenix plan for {plan.root}" + (f" (ComfyUI {commit})" if commit else "")]
+    lines = [f"Phoenix plan for {plan.root}"]
+    pins = pinned_summary(plan.versions)
+    if pins:
+        lines.append(f"Pinned: {pins}")
     width = max((len(c.dest or c.id) for c in plan.changes), default=10)
     for c in plan.changes:
         mark = MARKS[c.action]
