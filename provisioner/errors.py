@@ -1,4 +1,4 @@
-"""One error hierarchy. The CLI maps each to an exit code and a message; no user error is a traceback.
+"""One error hierarchy; the CLI maps each to an exit code and a message, never a traceback.
 
 A user-facing error reads like a good compiler's: *where* (``file:line:col`` and key path, or the
 env var and item), *what* was expected and found, and *how* to fix it.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class PhoenixError(Exception):
-    """Base of every error Phoenix raises on purpose. Exit code 1 unless a subclass says otherwise."""
+    """Base of every error Phoenix raises on purpose; exit code 1 unless a subclass says so."""
 
     exit_code = 1
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from provisioner.actions.base import ObserveContext
 from provisioner.manifest.desired import DesiredModel, DesiredState
-from provisioner.plan.change import Change
+from provisioner.plan.change import Action, Change
 from provisioner.state import ModelRecord, State
 
 KIND = "model"
@@ -120,7 +120,9 @@ def diff(desired: DesiredState, facts: ModelFacts) -> list[Change]:
     return changes
 
 
-def _judge(model: DesiredModel, record: ModelRecord | None, facts: ModelFacts) -> tuple[str, str]:
+def _judge(
+    model: DesiredModel, record: ModelRecord | None, facts: ModelFacts
+) -> tuple[Action, str]:
     if record is None:
         dest = dest_of(model)
         existing = facts.files.get(dest)
@@ -146,7 +148,10 @@ def _judge(model: DesiredModel, record: ModelRecord | None, facts: ModelFacts) -
         problems.append("the lock file pins another version")
     if problems:
         return "update", "; ".join(problems)
-    return "unchanged", "verified by SHA256" if facts.verified else "present; size+mtime match state"
+    return (
+        "unchanged",
+        "verified by SHA256" if facts.verified else "present; size+mtime match state",
+    )
 
 
 def _recorded_dest(record: ModelRecord) -> str:

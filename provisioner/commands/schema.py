@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-
 from pathlib import Path
 
 HELP = "print the manifest (or plan) JSON Schema"
@@ -28,6 +27,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(text, end="")
     return 0
-
-
-

@@ -2,8 +2,8 @@
 
 - HF: ``org/repo``, ``org/repo@revision``, ``org/repo:pattern``, ``org/repo@rev:pattern``, or a
   ``https://huggingface.co/org/repo/resolve/<rev>/<path>`` URL.
-- Civitai: ``modelId``, ``modelId@versionId``, an AIR (``urn:air:flux1:lora:civitai:618692@691639``),
-  or a civitai.com model / download URL.
+- Civitai: ``modelId``, ``modelId@versionId``, an AIR
+  (``urn:air:flux1:lora:civitai:618692@691639``), or a civitai.com model / download URL.
 - Nodes: ``https://host/owner/repo[.git][@ref]``, ``ssh://...``, ``git@host:owner/repo[@ref]``,
   ``file:///path/repo[@ref]``.
 - Packages: PEP 508 requirements separated by commas, whitespace or newlines

@@ -28,11 +28,15 @@ class ManifestDoc:
     data: dict[str, Any]
     tree: Any
 
-    def position(self, keypath: KeyPath) -> tuple[int, int]:
-        """1-based (line, col) of the deepest node of ``keypath`` that exists in the file."""
+    def position(self, keypath: KeyPath, at_value: bool = False) -> tuple[int, int]:
+        """1-based (line, col) of the deepest node of ``keypath`` that exists in the file.
+
+        With ``at_value`` a scalar value's own position is given instead of its key's.
+        """
         node: Any = self.tree
         line, col = 1, 1
-        for key in keypath:
+        last = len(keypath) - 1
+        for depth, key in enumerate(keypath):
             lc = getattr(node, "lc", None)
             try:
                 if isinstance(key, int) and isinstance(node, list):
@@ -40,8 +44,11 @@ class ManifestDoc:
                         line, col = (v + 1 for v in lc.item(key))
                     node = node[key]
                 elif isinstance(node, dict) and key in node:
+                    scalar = not isinstance(node[key], dict | list)
+                    use_value = at_value and depth == last and scalar
                     if lc is not None:
-                        line, col = (v + 1 for v in lc.key(key))
+                        pos = lc.value(key) if use_value else lc.key(key)
+                        line, col = (v + 1 for v in pos)
                     node = node[key]
                 else:
                     break
@@ -49,9 +56,9 @@ class ManifestDoc:
                 break
         return line, col
 
-    def where(self, keypath: KeyPath) -> str:
+    def where(self, keypath: KeyPath, at_value: bool = False) -> str:
         """``path:line:col`` for ``keypath``."""
-        line, col = self.position(keypath)
+        line, col = self.position(keypath, at_value)
         return f"{self.path}:{line}:{col}"
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.errors import EnvError, ManifestError
+from provisioner.errors import EnvError, ManifestError, PhoenixError
 from provisioner.manifest import items as parse
 from provisioner.manifest.desired import (
     DesiredModel,
@@ -59,9 +59,7 @@ def read_secrets(env: Mapping[str, str]) -> Secrets:
     return Secrets(hf_token=hf, civitai_token=civitai, fb_password=fb)
 
 
-def load_desired(
-    manifest_path: str | None, env: Mapping[str, str]
-) -> tuple[DesiredState, Secrets]:
+def load_desired(manifest_path: str | None, env: Mapping[str, str]) -> tuple[DesiredState, Secrets]:
     """The desired state from an optional manifest file and the environment."""
     secrets = read_secrets(env)
     path = manifest_path or env.get("PHOENIX_MANIFEST") or None
@@ -118,7 +116,9 @@ def _apply_env_scalars(data: dict[str, Any], env: Mapping[str, str]) -> dict[str
             value = ("volume" if flag else "ephemeral") if var.name == "USE_VOLUME" else flag
         elif not raw.strip():
             raise EnvError(
-                "is set but empty", where=f"env:{var.name}", hint=f"unset it or give a value ({var.help})"
+                "is set but empty",
+                where=f"env:{var.name}",
+                hint=f"unset it or give a value ({var.help})",
             )
         _set_path(data, var.manifest_path, value)
         origins[var.manifest_path] = f"env:{var.name}"
@@ -204,7 +204,9 @@ def _env_packages(name: str, value: str) -> list[_Sourced]:
     try:
         reqs = parse.split_requirements(value)
     except ValueError as exc:
-        raise EnvError(str(exc), where=f"env:{name}", hint="separate requirements with spaces or newlines") from None
+        raise EnvError(
+            str(exc), where=f"env:{name}", hint="separate requirements with spaces or newlines"
+        ) from None
     return [_Sourced(req, f"env:{name}[{i}]") for i, req in enumerate(reqs)]
 
 
@@ -228,8 +230,8 @@ def _desired_models(manifest: Manifest, merged: _Merged, warnings: list[str]) ->
         if isinstance(entry, HFModel):
             profile = profiles.get(entry.hf)
             if entry.files is None and profile is not None:
-                for fname, folder in profile.files.items():
-                    add(_hf_file(entry, fname, entry.type or folder, origin))
+                for fname, profile_folder in profile.files.items():
+                    add(_hf_file(entry, fname, entry.type or profile_folder, origin))
                 pending[0:0] = [
                     (HFModel.model_validate(companion), f"{origin} (profile)")
                     for companion in profile.with_
@@ -248,8 +250,16 @@ def _desired_models(manifest: Manifest, merged: _Merged, warnings: list[str]) ->
                     add(_hf_file(entry, pattern, folder, origin))
         elif isinstance(entry, CivitaiModel):
             ref = parse.parse_civitai_ref(str(entry.civitai))
-            add(DesiredModel(f"civitai:{ref.key}", "civitai", entry, origin, entry.type,
-                             sha256=_lower(entry.sha256)))
+            add(
+                DesiredModel(
+                    f"civitai:{ref.key}",
+                    "civitai",
+                    entry,
+                    origin,
+                    entry.type,
+                    sha256=_lower(entry.sha256),
+                )
+            )
         else:
             add(_url_model(entry, origin))
     return list(out.values())
@@ -258,8 +268,13 @@ def _desired_models(manifest: Manifest, merged: _Merged, warnings: list[str]) ->
 def _hf_file(entry: HFModel, fname: str, folder: str | None, origin: str) -> DesiredModel:
     single = entry.model_copy(update={"files": [fname]})
     return DesiredModel(
-        f"hf:{entry.hf}/{fname}", "hf", single, origin, folder,
-        filename=fname.rsplit("/", 1)[-1], sha256=_lower(entry.sha256),
+        f"hf:{entry.hf}/{fname}",
+        "hf",
+        single,
+        origin,
+        folder,
+        filename=fname.rsplit("/", 1)[-1],
+        sha256=_lower(entry.sha256),
     )
 
 
@@ -267,8 +282,9 @@ def _url_model(entry: URLModel, origin: str) -> DesiredModel:
     from urllib.parse import unquote, urlsplit
 
     name = entry.name or unquote(urlsplit(entry.url).path.rsplit("/", 1)[-1]) or None
-    return DesiredModel(f"url:{entry.url}", "url", entry, origin, entry.type, name,
-                        sha256=entry.sha256.lower())
+    return DesiredModel(
+        f"url:{entry.url}", "url", entry, origin, entry.type, name, sha256=entry.sha256.lower()
+    )
 
 
 def _lower(value: str | None) -> str | None:
@@ -310,8 +326,11 @@ def _desired_packages(manifest: Manifest, merged: _Merged) -> list[DesiredPackag
         try:
             req = Requirement(text)
         except InvalidRequirement as exc:
-            raise _conflict(sourced.origin, f"{text!r} is not a valid PEP 508 requirement: {exc}",
-                            "e.g. 'numpy>=1.26,<2' or 'opencv-python-headless==4.10.0.84'") from None
+            raise _conflict(
+                sourced.origin,
+                f"{text!r} is not a valid PEP 508 requirement: {exc}",
+                "e.g. 'numpy>=1.26,<2' or 'opencv-python-headless==4.10.0.84'",
+            ) from None
         key = canonicalize_name(req.name)
         seen = out.get(key)
         if seen and Requirement(seen.requirement) == req:
@@ -327,7 +346,7 @@ def _desired_packages(manifest: Manifest, merged: _Merged) -> list[DesiredPackag
     return list(out.values())
 
 
-def _conflict(origin: str, message: str, hint: str) -> ManifestError:
+def _conflict(origin: str, message: str, hint: str) -> PhoenixError:
     if origin.startswith("env:"):
         return EnvError(message, where=origin, hint=hint)
     return ManifestError(message, where=origin, hint=hint)

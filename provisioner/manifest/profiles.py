@@ -1,4 +1,4 @@
-"""Profiles of known Hugging Face repos (``manifests/profiles.yaml``): files, folders, companions."""
+"""Profiles of known HF repos (``manifests/profiles.yaml``): files, folders, companions."""
 
 from __future__ import annotations
 

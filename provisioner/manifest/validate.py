@@ -13,17 +13,30 @@ from collections.abc import Iterable
 from typing import Any
 
 from provisioner.errors import ManifestError, ManifestErrors
+from provisioner.manifest import models
 from provisioner.manifest.load import ManifestDoc, format_keypath
 from provisioner.manifest.models import Manifest
 
 MAX_REPORTED = 10
 _MODEL_KEYS = ("hf", "civitai", "url")
 _SOURCE_ALIASES = {
-    "huggingface": "hf", "hugging_face": "hf", "repo": "hf", "hf_repo": "hf",
-    "civit": "civitai", "civitai_id": "civitai", "model_id": "civitai",
-    "link": "url", "href": "url", "download": "url",
+    "huggingface": "hf",
+    "hugging_face": "hf",
+    "repo": "hf",
+    "hf_repo": "hf",
+    "civit": "civitai",
+    "civitai_id": "civitai",
+    "model_id": "civitai",
+    "link": "url",
+    "href": "url",
+    "download": "url",
 }
 _PATTERN_HELP = {
+    models.HF_REPO_RE: "a repository id 'org/name'",
+    models.SUBDIR_RE: "a relative folder path without '..' (e.g. 'flux' or 'styles/anime')",
+    models.FILE_NAME_RE: "a plain file name without '/'",
+    r"^[A-Za-z0-9_.@-]+$": "letters, digits and _ . @ - only",
+    r"^[a-z_][a-z0-9_-]*$": "a lowercase Unix user name",
     r"^[0-9a-fA-F]{64}$": "a SHA256 of 64 hex characters",
     r"^https?://[^\s]+$": "an http(s):// URL",
     r"^(https://|ssh://|git@|file://)\S+$": "a git URL (https://, ssh://, git@host:..., file://)",
@@ -98,7 +111,8 @@ def _explain(
                 doc,
                 [*keypath, extra],
                 f"unknown key '{extra}'; expected one of: {', '.join(allowed)}",
-                _did_you_mean(extra, allowed),
+                _key_hint(extra, allowed),
+                at_value=False,
             )
         return
     if validator in {"anyOf", "oneOf"} and _is_model_entry(keypath):
@@ -134,7 +148,8 @@ def _explain_model_entry(
     if len(present) != 1:
         found = ", ".join(present) if present else "none"
         guesses = [
-            f"did you mean '{_SOURCE_ALIASES[k.lower()]}'?" if k.lower() in _SOURCE_ALIASES
+            f"did you mean '{_SOURCE_ALIASES[k.lower()]}'?"
+            if k.lower() in _SOURCE_ALIASES
             else _did_you_mean(k, list(_MODEL_KEYS))
             for k in inst
         ]
@@ -152,8 +167,15 @@ def _explain_model_entry(
         yield from _explain(sub, doc, root_schema, keypath)
 
 
-def _located(doc: ManifestDoc, keypath: list[str | int], msg: str, hint: str | None) -> ManifestError:
-    return ManifestError(f"at {format_keypath(keypath)}: {msg}", where=doc.where(keypath), hint=hint)
+def _located(
+    doc: ManifestDoc,
+    keypath: list[str | int],
+    msg: str,
+    hint: str | None,
+    at_value: bool = True,
+) -> ManifestError:
+    where = doc.where(keypath, at_value)
+    return ManifestError(f"at {format_keypath(keypath)}: {msg}", where=where, hint=hint)
 
 
 def _describe(error: Any) -> str:
@@ -188,6 +210,26 @@ def _value_hint(error: Any) -> str | None:
     return None
 
 
+_KEY_ALIASES = {
+    "branch": "ref",
+    "tag": "ref",
+    "commit": "ref",
+    "rev": "revision",
+    "folder": "type",
+    "sha": "sha256",
+    "hash": "sha256",
+    "file": "files",
+    "filename": "name",
+}
+
+
+def _key_hint(key: str, allowed: list[str]) -> str | None:
+    alias = _KEY_ALIASES.get(key.lower())
+    if alias in allowed:
+        return f"did you mean '{alias}'?"
+    return _did_you_mean(key, allowed)
+
+
 def _did_you_mean(word: str, choices: list[str]) -> str | None:
     match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if not match:
@@ -216,6 +258,13 @@ def _short(value: Any) -> str:
 
 def _a(type_name: Any) -> str:
     names = type_name if isinstance(type_name, list) else [type_name]
-    human = {"array": "a list", "object": "a mapping", "string": "a string", "integer": "an integer",
-             "number": "a number", "boolean": "true or false", "null": "nothing"}
-    return " or ".join(human.get(n, n) for n in names)
+    human = {
+        "array": "a list",
+        "object": "a mapping",
+        "string": "a string",
+        "integer": "an integer",
+        "number": "a number",
+        "boolean": "true or false",
+        "null": "nothing",
+    }
+    return " or ".join(human.get(str(n), str(n)) for n in names)

@@ -115,10 +115,10 @@ def _warnings(desired: DesiredState, plan: Plan) -> list[str]:
     if unhashed:
         out.append(
             f"{len(unhashed)} model(s) have no known hash yet ({', '.join(unhashed[:3])}"
-            f"{', ...' if len(unhashed) > 3 else ''}): the source's hash is fetched and verified at "
-            "apply; `phoenix lock` pins it ahead of time"
+            f"{', ...' if len(unhashed) > 3 else ''}): the source's hash is fetched and "
+            "verified at apply; `phoenix lock` pins it ahead of time"
         )
-    known, unknown = plan.download_bytes()
+    known, _unknown = plan.download_bytes()
     if plan.free_bytes is not None and known > plan.free_bytes:
         out.append(
             f"requested downloads ({known / GB:.1f} GB) exceed free space on {plan.root} "
@@ -127,7 +127,7 @@ def _warnings(desired: DesiredState, plan: Plan) -> list[str]:
     min_free = desired.manifest.storage.min_free_gb * GB
     if plan.free_bytes is not None and plan.free_bytes < min_free and os.path.isabs(plan.root):
         out.append(
-            f"{plan.root} has {plan.free_bytes / GB:.1f} GB free; {min_free // GB} GB is recommended "
-            "for FLUX (set the pod's container/volume disk to 150 GB)"
+            f"{plan.root} has {plan.free_bytes / GB:.1f} GB free; {min_free // GB} GB is "
+            "recommended for FLUX (set the pod's container/volume disk to 150 GB)"
         )
     return out

@@ -74,8 +74,14 @@ def plan_document(plan: Plan, prune: bool = False) -> PlanDocument:
         ),
         items=[
             PlanItem(
-                kind=c.kind, action=c.action, id=c.id, origin=c.origin, dest=c.dest,
-                size=c.size, source=c.source, reason=c.reason,
+                kind=c.kind,
+                action=c.action,
+                id=c.id,
+                origin=c.origin,
+                dest=c.dest,
+                size=c.size,
+                source=c.source,
+                reason=c.reason,
             )
             for c in plan.changes
         ],

@@ -21,7 +21,11 @@ BAD_MANIFESTS = [
     ("version: 1\nstorage: big\n", ":2:1", "expected a mapping"),
     ("version: 1\ncomfyui:\n  port: 99999\n", ":3:9", "≤ 65535"),
     ("version: 1\ncomfyui:\n  port: http\n", ":3:9", "expected an integer"),
-    ("version: 1\ncomfyui:\n  performance:\n    attention: flashy\n", ":4:16", "did you mean 'flash'"),
+    (
+        "version: 1\ncomfyui:\n  performance:\n    attention: flashy\n",
+        ":4:16",
+        "did you mean 'flash'",
+    ),
     ("version: 1\ncomfyui:\n  performance:\n    vram: medium\n", ":4:11", "expected one of"),
     ("version: 1\ncomfyui:\n  args: --lowvram\n", ":3:9", "expected a list"),
     ("version: 1\nmodels: {}\n", ":2:1", "expected a list"),
@@ -64,15 +68,33 @@ BAD_ENV = [
     ({"PARANOID_MODE": "2"}, "env:PARANOID_MODE", "true/false"),
     ({"DEBUG_MODE": "verbose"}, "env:DEBUG_MODE", "true/false"),
     ({"HF_REPOS_TO_DOWNLOAD": "a/b FLUX"}, "env:HF_REPOS_TO_DOWNLOAD[1]", "org/repo"),
-    ({"HF_REPOS_TO_DOWNLOAD": "https://example.com/a/b"}, "env:HF_REPOS_TO_DOWNLOAD[0]", "huggingface"),
+    (
+        {"HF_REPOS_TO_DOWNLOAD": "https://example.com/a/b"},
+        "env:HF_REPOS_TO_DOWNLOAD[0]",
+        "huggingface",
+    ),
     ({"CIVITAI_LORAS_TO_DOWNLOAD": "123,abc"}, "env:CIVITAI_LORAS_TO_DOWNLOAD[1]", "'abc'"),
     ({"CIVITAI_CHECKPOINTS_TO_DOWNLOAD": "1@x"}, "env:CIVITAI_CHECKPOINTS_TO_DOWNLOAD[0]", "AIR"),
-    ({"CIVITAI_VAES_TO_DOWNLOAD": "https://x.com/models/1"}, "env:CIVITAI_VAES_TO_DOWNLOAD[0]", "civitai.com"),
-    ({"COMFY_CUSTOM_NODE_GIT_URLS": "http://github.com/a/b"}, "env:COMFY_CUSTOM_NODE_GIT_URLS[0]", "https"),
-    ({"COMFY_CUSTOM_NODE_GIT_URLS": "https://github.com/a/b https://t:x@github.com/c/d"},
-     "env:COMFY_CUSTOM_NODE_GIT_URLS[1]", "credentials"),
-    ({"COMFY_CUSTOM_NODE_GIT_URLS": "https://github.com/a/x https://gitlab.com/b/x"},
-     "env:COMFY_CUSTOM_NODE_GIT_URLS[1]", "twice"),
+    (
+        {"CIVITAI_VAES_TO_DOWNLOAD": "https://x.com/models/1"},
+        "env:CIVITAI_VAES_TO_DOWNLOAD[0]",
+        "civitai.com",
+    ),
+    (
+        {"COMFY_CUSTOM_NODE_GIT_URLS": "http://github.com/a/b"},
+        "env:COMFY_CUSTOM_NODE_GIT_URLS[0]",
+        "https",
+    ),
+    (
+        {"COMFY_CUSTOM_NODE_GIT_URLS": "https://github.com/a/b https://t:x@github.com/c/d"},
+        "env:COMFY_CUSTOM_NODE_GIT_URLS[1]",
+        "credentials",
+    ),
+    (
+        {"COMFY_CUSTOM_NODE_GIT_URLS": "https://github.com/a/x https://gitlab.com/b/x"},
+        "env:COMFY_CUSTOM_NODE_GIT_URLS[1]",
+        "twice",
+    ),
     ({"EXTRA_PYTHON_PACKAGES": "numpy>=>1"}, "env:EXTRA_PYTHON_PACKAGES", "PEP 508"),
     ({"EXTRA_PYTHON_PACKAGES": "numpy<2 numpy>=2"}, "env:EXTRA_PYTHON_PACKAGES[1]", "twice"),
     ({"FB_USERNAME": "   "}, "env:FB_USERNAME", "empty"),
@@ -163,25 +185,62 @@ _yaml_scalars = st.one_of(
 )
 _yaml_values = st.recursive(
     _yaml_scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(
-            ["version", "models", "hf", "civitai", "url", "files", "type", "nodes", "packages",
-             "storage", "mode", "comfyui", "port", "sha256", "services", "x"]
-        ),
-        children,
-        max_size=4,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "version",
+                    "models",
+                    "hf",
+                    "civitai",
+                    "url",
+                    "files",
+                    "type",
+                    "nodes",
+                    "packages",
+                    "storage",
+                    "mode",
+                    "comfyui",
+                    "port",
+                    "sha256",
+                    "services",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
     ),
     max_leaves=12,
 )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(doc=st.dictionaries(st.sampled_from(["version", "models", "nodes", "packages", "storage",
-                                            "comfyui", "services", "security", "bogus"]),
-                           _yaml_values, max_size=5))
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    doc=st.dictionaries(
+        st.sampled_from(
+            [
+                "version",
+                "models",
+                "nodes",
+                "packages",
+                "storage",
+                "comfyui",
+                "services",
+                "security",
+                "bogus",
+            ]
+        ),
+        _yaml_values,
+        max_size=5,
+    )
+)
 def test_random_manifests_never_traceback(
-    doc: dict[str, object], tmp_path_factory: pytest.TempPathFactory,
+    doc: dict[str, object],
+    tmp_path_factory: pytest.TempPathFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from ruamel.yaml import YAML
@@ -200,14 +259,18 @@ def test_random_manifests_never_traceback(
 
 
 _env_values = st.lists(
-    st.sampled_from(list("abc/@:,; \n0123456789.-_<>=~![]'\"htps") + ["https://", "urn:air:"]),
+    st.sampled_from([*list("abc/@:,; \n0123456789.-_<>=~![]'\"htps"), "https://", "urn:air:"]),
     max_size=30,
 ).map("".join)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
-    name=st.sampled_from([v.name for v in ENV_VARS if v.name not in {"PHOENIX_MANIFEST", "PHOENIX_ROOT"}]),
+    name=st.sampled_from(
+        [v.name for v in ENV_VARS if v.name not in {"PHOENIX_MANIFEST", "PHOENIX_ROOT"}]
+    ),
     value=_env_values,
 )
 def test_random_env_values_never_traceback(name: str, value: str) -> None:

@@ -78,14 +78,19 @@ def test_bad_civitai_refs(text: str) -> None:
     [
         (
             "https://github.com/ltdrdata/ComfyUI-Impact-Pack",
-            NodeItem("https://github.com/ltdrdata/ComfyUI-Impact-Pack", None, "ComfyUI-Impact-Pack"),
+            NodeItem(
+                "https://github.com/ltdrdata/ComfyUI-Impact-Pack", None, "ComfyUI-Impact-Pack"
+            ),
         ),
         (
             "https://github.com/city96/ComfyUI-GGUF.git@v1.2",
             NodeItem("https://github.com/city96/ComfyUI-GGUF.git", "v1.2", "ComfyUI-GGUF"),
         ),
         ("git@github.com:a/b.git@main", NodeItem("git@github.com:a/b.git", "main", "b")),
-        ("file:///srv/nodes/my-node@abc123", NodeItem("file:///srv/nodes/my-node", "abc123", "my-node")),
+        (
+            "file:///srv/nodes/my-node@abc123",
+            NodeItem("file:///srv/nodes/my-node", "abc123", "my-node"),
+        ),
         ("ssh://git@host/x/y.git", NodeItem("ssh://git@host/x/y.git", None, "y")),
     ],
 )

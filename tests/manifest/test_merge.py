@@ -84,8 +84,13 @@ def test_env_scalars_override_manifest(tmp_path: Path) -> None:
         "version: 1\nmodels: []\nstorage:\n  mode: volume\nservices:\n  filebrowser:\n"
         "    username: bob\nsecurity:\n  paranoid: false\n",
     )
-    env = {"USE_VOLUME": "false", "FB_USERNAME": "alice", "PARANOID_MODE": "yes",
-           "PHOENIX_ROOT": "/data", "DEBUG_MODE": "1"}
+    env = {
+        "USE_VOLUME": "false",
+        "FB_USERNAME": "alice",
+        "PARANOID_MODE": "yes",
+        "PHOENIX_ROOT": "/data",
+        "DEBUG_MODE": "1",
+    }
     desired, _ = load_desired(path, env)
     m = desired.manifest
     assert m.storage.mode == "ephemeral" and m.storage.root == "/data"
@@ -98,7 +103,9 @@ def test_profile_expands_env_repo_with_companions() -> None:
     desired, _ = load_desired(None, {"HF_REPOS_TO_DOWNLOAD": "black-forest-labs/FLUX.1-dev"})
     assert {m.id: m.folder for m in desired.models} == FLUX_FILES
     origins = {m.id: m.origin for m in desired.models}
-    assert origins["hf:black-forest-labs/FLUX.1-dev/ae.safetensors"] == "env:HF_REPOS_TO_DOWNLOAD[0]"
+    assert (
+        origins["hf:black-forest-labs/FLUX.1-dev/ae.safetensors"] == "env:HF_REPOS_TO_DOWNLOAD[0]"
+    )
     assert origins["hf:comfyanonymous/flux_text_encoders/clip_l.safetensors"] == (
         "env:HF_REPOS_TO_DOWNLOAD[0] (profile)"
     )
@@ -132,7 +139,10 @@ def test_all_thirteen_seed_variables_at_once() -> None:
     assert ids["civitai:618692@691639"] == ("loras", "env:CIVITAI_LORAS_TO_DOWNLOAD[0]")
     assert ids["civitai:@333"] == ("vae", "env:CIVITAI_VAES_TO_DOWNLOAD[0]")
     assert ids["hf:org/repo/x.gguf"] == (None, "env:HF_REPOS_TO_DOWNLOAD[1]")
-    assert ids["hf:black-forest-labs/FLUX.1-schnell/flux1-schnell.safetensors"][0] == "diffusion_models"
+    assert (
+        ids["hf:black-forest-labs/FLUX.1-schnell/flux1-schnell.safetensors"][0]
+        == "diffusion_models"
+    )
     assert desired.nodes[0].origin == "env:COMFY_CUSTOM_NODE_GIT_URLS[0]"
     assert secrets.civitai_token == "civitai_planted_secret_2"
     assert "planted" not in repr(desired) and "planted" not in repr(secrets)

@@ -84,7 +84,9 @@ def test_all_seed_variables_never_leak_tokens(tmp_path: Path) -> None:
     assert origins["civitai:101055"] == "env:CIVITAI_CHECKPOINTS_TO_DOWNLOAD[0]"
     assert origins["civitai:618692@691639"] == "env:CIVITAI_LORAS_TO_DOWNLOAD[0]"
     assert origins["civitai:333@444"] == "env:CIVITAI_VAES_TO_DOWNLOAD[0]"
-    assert origins["hf:black-forest-labs/FLUX.1-dev/ae.safetensors"] == "env:HF_REPOS_TO_DOWNLOAD[0]"
+    assert (
+        origins["hf:black-forest-labs/FLUX.1-dev/ae.safetensors"] == "env:HF_REPOS_TO_DOWNLOAD[0]"
+    )
 
 
 def _place_everything(root: Path) -> None:
@@ -102,8 +104,12 @@ def _place_everything(root: Path) -> None:
 
         digest = hashlib.sha256(model.id.encode()).hexdigest()
         store.put_model(
-            ModelRecord(model.id, model.source, (file_record(root, path, digest),),
-                        {"request": request_key(model)})
+            ModelRecord(
+                model.id,
+                model.source,
+                (file_record(root, path, digest),),
+                {"request": request_key(model)},
+            )
         )
 
 
@@ -112,8 +118,9 @@ def test_plan_after_everything_is_placed_reports_no_changes(tmp_path: Path) -> N
     result = run_phoenix("plan", "--detailed-exitcode", "--root", str(tmp_path), env=clean_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 to create, 0 to update" in result.stdout
-    verified = run_phoenix("plan", "--verify", "--detailed-exitcode", "--root", str(tmp_path),
-                           env=clean_env())
+    verified = run_phoenix(
+        "plan", "--verify", "--detailed-exitcode", "--root", str(tmp_path), env=clean_env()
+    )
     assert verified.returncode == 0, verified.stdout
 
 
