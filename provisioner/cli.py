@@ -26,6 +26,7 @@ COMMANDS = (
     "lock",
     "schema",
     "env",
+    "template",
 )
 
 EXIT_OK, EXIT_USER, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
