@@ -358,7 +358,7 @@ def test_disk_preflight_refuses_before_any_request(
         )
 
     assert "civitai:9" in info.value.message and "free" in info.value.message
-    assert hub.records == []
+    assert hub.requests_to("/") == []
     assert leftovers(staging) == []
 
 
