@@ -103,6 +103,7 @@ class LoopbackHub:
         self.files: dict[str, Served] = {}
         self.api: dict[str, tuple[int, Any]] = {}
         self.redirects: dict[int, str] = {}  # version id -> file name on the CDN
+        self.api_faults: dict[str, list[Status]] = {}  # one-shot statuses per API path
         self.required_token: str | None = None
         self.records: list[Record] = []
         self.in_flight = 0
@@ -315,6 +316,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 self._finish(307, 0)
+                return
+            with hub.lock:
+                faults = hub.api_faults.get(route)
+                fault = faults.pop(0) if faults else None
+            if fault is not None:
+                self._json(fault.code, {"error": f"injected {fault.code}"}, fault.headers)
                 return
             status, body = hub.api.get(route, (404, {"error": "Model not found"}))
             self._json(status, body)
