@@ -503,3 +503,30 @@ def test_staging_on_another_filesystem_still_places_atomically(
         )
         assert os.listdir(other) == []
     assert result.path.read_bytes() == data
+
+
+def test_unwritable_destination_is_a_download_error_not_a_traceback(
+    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+) -> None:
+    data = blob(1024)
+    url = hub.serve("w.bin", Served(data=data))
+    (root / "models" / "loras").write_text("a file where a folder should be")
+
+    with pytest.raises(DownloadError, match=r"cannot write w\.bin") as info:
+        download(
+            url,
+            root / "models" / "loras" / "w.bin",
+            staging=staging,
+            expected_sha256=sha(data),
+            session=session,
+        )
+    assert "writable" in info.value.render()
+
+
+def test_redirect_loop_is_a_download_error(
+    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+) -> None:
+    loop = f"{hub.cdn_base}/files/loop"
+    hub.serve("loop", Served(data=b"", faults=[Status(302, {"Location": loop})] * 40))
+    with pytest.raises(DownloadError, match="cannot download loop: TooManyRedirects"):
+        download(loop, root / "loop", staging=staging, expected_sha256=None, session=session)
