@@ -100,14 +100,54 @@ def main() -> int:
             )
             assert result.sha256 == expected
 
+        def dd_fsync() -> None:
+            subprocess.run(
+                [
+                    "dd",
+                    "if=/dev/zero",
+                    f"of={out}",
+                    "bs=4M",
+                    f"count={size // (4 * MiB)}",
+                    "conv=fsync",
+                ],
+                check=True,
+                capture_output=True,
+            )
+
+        shm = Path("/dev/shm")
+        shm_root = None
+        if shm.is_dir() and shutil.disk_usage(shm).free > 2 * size:
+            shm_root = Path(tempfile.mkdtemp(prefix="phoenix-bench-", dir=shm))
+
+        def phoenix_shm() -> None:
+            assert shm_root is not None
+            result = download(
+                url,
+                shm_root / "models" / "big.safetensors",
+                staging=shm_root / "staging",
+                expected_sha256=expected,
+                session=session,
+                label="bench",
+            )
+            assert result.sha256 == expected
+
+        def rm_shm() -> None:
+            if shm_root is not None:
+                shutil.rmtree(shm_root / "models", ignore_errors=True)
+                shutil.rmtree(shm_root / "staging", ignore_errors=True)
+
         sha_only()  # warm the page cache for the source file
         t_curl_sha = best_of(args.repeat, curl_sha, rm_outputs)
         t_null = best_of(args.repeat, curl_null, rm_outputs)
         t_sha = best_of(args.repeat, sha_only, rm_outputs)
         t_phoenix = best_of(args.repeat, phoenix, rm_outputs)
+        t_dd = best_of(1, dd_fsync, rm_outputs)
+        t_shm = best_of(args.repeat, phoenix_shm, rm_shm) if shm_root else None
     finally:
         hub.close()
         shutil.rmtree(work, ignore_errors=True)
+        if shm_root is not None:
+            shutil.rmtree(shm_root, ignore_errors=True)
 
     mb = size / MiB
     limit = min(mb / t_null, mb / t_sha)
@@ -115,8 +155,11 @@ def main() -> int:
         ("curl -o /dev/null (transfer only)", t_null),
         ("sha256sum (hash only, warm cache)", t_sha),
         ("curl -o f && sha256sum f (baseline)", t_curl_sha),
-        ("Phoenix download + verify + place", t_phoenix),
+        ("Phoenix download + verify + fsync + place", t_phoenix),
+        ("(reference) dd bs=4M conv=fsync: this disk's durable write rate", t_dd),
     ]
+    if t_shm is not None:
+        rows.append(("(reference) Phoenix into /dev/shm: engine without the disk bound", t_shm))
     lines = [
         f"Benchmark (b): {mb:.0f} MiB from a loopback server, best of {args.repeat}, "
         f"{os.cpu_count()} CPUs",

@@ -49,8 +49,6 @@ logger = logging.getLogger("phoenix.download")
 CHUNK_SIZE = 4 * 1024 * 1024
 #: Chunks read ahead of the hash-and-write thread.
 _QUEUE_DEPTH = 4
-#: Bytes written between two requests to start writeback of what is already on disk.
-_WRITEBACK_STEP = 64 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED_RANGE = re.compile(r"^bytes\s+\*/(\d+)$")
 _NO_HEADERS: Mapping[str, str] = {}
@@ -568,7 +566,6 @@ class _Transfer:
     def _write_blocks(
         self, blocks: queue.Queue[bytes | None], failure: list[BaseException]
     ) -> None:
-        flushed = self.offset
         while (block := blocks.get()) is not None:
             if failure:
                 continue  # drain so the reader never blocks
@@ -577,9 +574,6 @@ class _Transfer:
                 while view:
                     view = view[os.write(self.fd, view) :]
                 self.offset += len(block)
-                if self.offset - flushed >= _WRITEBACK_STEP:
-                    _start_writeback(self.fd, flushed, self.offset - flushed)
-                    flushed = self.offset
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     self.discard()
@@ -593,18 +587,6 @@ class _Transfer:
             self.transferred += len(block)
             if self.task is not None:
                 self.task.update(len(block))
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Let the kernel write a finished range to disk now, so the final fsync is short.
-
-    ``POSIX_FADV_DONTNEED`` starts asynchronous writeback of dirty pages (and drops clean ones)
-    without waiting; where it is missing this is a no-op.
-    """
-    advise = getattr(os, "posix_fadvise", None)
-    if advise is not None:
-        with contextlib.suppress(OSError):
-            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def download_all(
