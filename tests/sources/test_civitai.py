@@ -14,6 +14,7 @@ from provisioner.manifest.models import CivitaiModel
 from provisioner.redact import redact
 from provisioner.sources.civitai import (
     CivitaiRef,
+    download_civitai_file,
     folder_for_type,
     parse_civitai_ref,
     resolve_civitai,
@@ -381,3 +382,36 @@ def test_download_route_honours_429_on_the_api(
         got.download_url, root / "x", staging=staging, expected_sha256=got.sha256, session=session
     )
     assert result.sha256 == sha(LORA)
+
+
+def test_download_civitai_file_scopes_the_token_and_names_the_model(
+    catalogue: LoopbackHub, session: requests.Session, root: Path, staging: Path
+) -> None:
+    got = resolve(catalogue, session, civitai="100@1001")
+    catalogue.required_token = "tok-dl-secret"
+    dest = root / "models" / "loras" / got.name
+
+    with pytest.raises(
+        AuthError, match=r"refused the download of civitai:100@1001 \(Flux Style v1\)"
+    ) as info:
+        download_civitai_file(
+            got, dest, session=session, staging=staging, api_base=catalogue.api_base, token=None
+        )
+    assert "set CIVITAI_TOKEN" in info.value.render()
+    catalogue.reset()
+
+    result = download_civitai_file(
+        got,
+        dest,
+        session=session,
+        staging=staging,
+        api_base=catalogue.api_base,
+        token="tok-dl-secret",
+    )
+
+    assert result.sha256 == sha(LORA) and dest.read_bytes() == LORA
+    api = catalogue.requests_to("/api/download/", server="api")
+    cdn = catalogue.requests_to("/files/", server="cdn")
+    assert [r.headers.get("Authorization") for r in api] == ["Bearer tok-dl-secret"]
+    assert [r.headers.get("Authorization") for r in cdn] == [None]
+    assert session.auth is None  # the shared session was not changed
