@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,13 +18,16 @@ import requests
 
 from provisioner.errors import AuthError, NotFoundError, SourceError
 from provisioner.manifest.models import CivitaiModel
+from provisioner.sources.download import DownloadResult, download
 from provisioner.sources.http import (
     DEFAULT_RETRY,
     HostScopedBearer,
+    NoAuth,
     RetryPolicy,
     get_with_retries,
 )
 from provisioner.sources.names import safe_filename
+from provisioner.sources.progress import Progress
 
 DEFAULT_API_BASE = "https://civitai.com"
 
@@ -90,6 +94,11 @@ class CivitaiFile:
     folder: str | None
     model_name: str
     version_name: str
+
+    @property
+    def label(self) -> str:
+        """``civitai:MODEL@VERSION`` for messages and progress."""
+        return f"civitai:{self.model_id}@{self.version_id}"
 
 
 def parse_civitai_ref(text: str | int) -> CivitaiRef:
@@ -410,3 +419,41 @@ def _to_file(
         model_name=str(model.get("name") or ""),
         version_name=str(version.get("name") or ""),
     )
+
+
+def download_civitai_file(
+    file: CivitaiFile,
+    dest: Path,
+    *,
+    session: requests.Session,
+    staging: Path,
+    api_base: str = DEFAULT_API_BASE,
+    token: str | None,
+    progress: Progress | None = None,
+) -> DownloadResult:
+    """Fetch ``file`` to ``dest`` through the engine, verified against the API's SHA256.
+
+    The token rides only on requests to ``api_base``'s host (the download route); the CDN that
+    Civitai redirects to never receives it. A 401/403 says to set ``CIVITAI_TOKEN``.
+    """
+    auth: requests.auth.AuthBase = HostScopedBearer(token, api_base) if token else NoAuth()
+    try:
+        return download(
+            file.download_url,
+            dest,
+            staging=staging,
+            expected_sha256=file.sha256,
+            session=session,
+            expected_size=file.size,
+            progress=progress,
+            label=file.label,
+            auth=auth,
+        )
+    except AuthError as exc:
+        raise AuthError(
+            f"Civitai refused the download of {file.label} ({file.model_name} {file.version_name})",
+            where=exc.where,
+            hint="the token in CIVITAI_TOKEN was refused or lacks access to this model"
+            if token
+            else "set CIVITAI_TOKEN to an API key from https://civitai.com/user/account",
+        ) from None

@@ -15,6 +15,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import queue
 import re
@@ -41,6 +42,8 @@ from provisioner.errors import (
 from provisioner.fsio import atomic_write_json, fsync_dir
 from provisioner.sources.http import DEFAULT_RETRY, RETRY_STATUSES, RetryPolicy
 from provisioner.sources.progress import Progress, ProgressTask, human_bytes
+
+logger = logging.getLogger("phoenix.download")
 
 #: Bytes per read/hash/write step: large enough that per-chunk overhead vanishes.
 CHUNK_SIZE = 4 * 1024 * 1024
@@ -160,57 +163,83 @@ def download(
     """
     label = label or dest.name
     expected = expected_sha256.lower() if expected_sha256 else None
-    staging.mkdir(parents=True, exist_ok=True)
     part = staging / staging_name(url, expected)
-    if expected_size is not None:  # before any byte (or request): refuse what cannot fit
-        try:
-            kept = part.stat().st_size
-        except FileNotFoundError:
-            kept = 0
-        check_free_space(staging, max(0, expected_size - kept), label)
-    with _locked_part(part) as fd:
-        transfer = _Transfer(
-            url=url,
-            fd=fd,
-            part=part,
-            label=label,
-            session=session,
-            headers=headers,
-            auth=auth,
-            retry=retry,
-            cancel=cancel,
-        )
-        transfer.load_validator()
-        task = progress.task(label, expected_size, 0) if progress else None
-        transfer.task = task
-        ok = False
-        try:
-            transfer.resume_prefix()
-            _run_with_retries(transfer, retry, sleep)
-            digest = transfer.hasher.hexdigest()
-            if expected and digest != expected and transfer.resumed_from > 0:
-                # The kept prefix may be from another file: one clean full download decides.
-                transfer.restart_from_zero()
-                _run_with_retries(transfer, retry, sleep)
-                digest = transfer.hasher.hexdigest()
-            if expected and digest != expected:
-                transfer.discard()
-                raise IntegrityError(
-                    f"SHA256 mismatch for {label}: expected {expected}, got {digest}; "
-                    "nothing was placed",
-                    where=url_for_message(url),
-                    hint="the source changed or is corrupt; check the model's page, or update "
-                    "the pinned sha256 / lock file if the new file is trusted",
-                )
-            size = transfer.offset
-            _fsync_or_disk_error(fd, transfer)
-            _place(part, dest)
-            transfer.drop_validator()
-            ok = True
-        finally:
-            if task is not None:
-                task.close(ok)
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        if expected_size is not None:  # before any byte (or request): refuse what cannot fit
+            try:
+                kept = part.stat().st_size
+            except FileNotFoundError:
+                kept = 0
+            check_free_space(staging, max(0, expected_size - kept), label)
+        with _locked_part(part, label) as fd:
+            transfer = _Transfer(
+                url=url,
+                fd=fd,
+                part=part,
+                label=label,
+                session=session,
+                headers=headers,
+                auth=auth,
+                retry=retry,
+                cancel=cancel,
+            )
+            transfer.load_validator()
+            transfer.task = progress.task(label, expected_size, 0) if progress else None
+            ok = False
+            try:
+                digest = _fetch_verified(transfer, expected, sleep)
+                size = transfer.offset
+                _fsync_or_disk_error(fd, transfer)
+                _place(part, dest)
+                transfer.drop_validator()
+                ok = True
+            finally:
+                if transfer.task is not None:
+                    transfer.task.close(ok)
+    except OSError as exc:
+        if isinstance(exc, requests.RequestException):
+            raise DownloadError(
+                f"cannot download {label}: {type(exc).__name__}", where=url_for_message(url)
+            ) from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            with contextlib.suppress(OSError):
+                os.unlink(part)
+            raise DiskSpaceError(
+                f"disk full while downloading {label}; the partial file was removed",
+                where=str(staging),
+                hint="free space on the volume or use a larger one, then run again",
+            ) from None
+        raise DownloadError(
+            f"cannot write {label}: {exc.strerror or exc}",
+            where=str(exc.filename or dest),
+            hint="check that the models folder and .phoenix/staging are writable",
+        ) from None
     return DownloadResult(dest, digest, size, transfer.transferred)
+
+
+def _fetch_verified(
+    transfer: _Transfer, expected: str | None, sleep: Callable[[float], None]
+) -> str:
+    """Stream to the end (resuming what is kept) and return the SHA256, which must match."""
+    transfer.resume_prefix()
+    _run_with_retries(transfer, transfer.retry, sleep)
+    digest: str = transfer.hasher.hexdigest()
+    if expected and digest != expected and transfer.resumed_from > 0:
+        # The kept prefix may be from another file: one clean full download decides.
+        transfer.restart_from_zero()
+        _run_with_retries(transfer, transfer.retry, sleep)
+        digest = transfer.hasher.hexdigest()
+    if expected and digest != expected:
+        transfer.discard()
+        raise IntegrityError(
+            f"SHA256 mismatch for {transfer.label}: expected {expected}, got {digest}; "
+            "nothing was placed",
+            where=url_for_message(transfer.url),
+            hint="the source changed or is corrupt; check the model's page, or update "
+            "the pinned sha256 / lock file if the new file is trusted",
+        )
+    return digest
 
 
 def url_for_message(url: str) -> str:
@@ -245,7 +274,7 @@ def _run_with_retries(
 
 
 @contextlib.contextmanager
-def _locked_part(part: Path) -> Iterator[int]:
+def _locked_part(part: Path, label: str) -> Iterator[int]:
     """Open ``part`` and hold an exclusive flock on it (other threads and processes wait).
 
     If the holder renamed the file into place meanwhile, the lock is taken again on a fresh file.
@@ -253,7 +282,11 @@ def _locked_part(part: Path) -> Iterator[int]:
     while True:
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logger.info("%s: another download of the same file is running; waiting", label)
+                fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 same = os.stat(part).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -411,8 +444,17 @@ class _Transfer:
                 timeout=self.retry.timeout,
                 auth=self.auth,
             )
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
             raise _Transient(f"connection failed: {type(exc).__name__}") from None
+        except requests.RequestException as exc:  # bad URL, redirect loop: not transient
+            raise DownloadError(
+                f"cannot download {self.label}: {type(exc).__name__}",
+                where=url_for_message(self.url),
+            ) from None
         with response:
             self._check_status(response)
             self._stream(response)
@@ -474,16 +516,28 @@ class _Transfer:
         return int(length) if length and length.isdigit() else None
 
     def _copy(self, response: requests.Response) -> None:
-        """Read on this thread while another hashes and writes (both release the GIL)."""
-        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        """Read on this thread; hash on one worker and write on another, all overlapped.
+
+        hashlib, ``os.write`` and socket reads release the GIL, so a transfer runs at the speed
+        of its slowest stage instead of the sum of all three. Both workers see every block the
+        reader produced, so after a lost connection the hash still matches the bytes on disk.
+        """
+        to_hash: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        to_write: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
         failure: list[BaseException] = []
-        worker = threading.Thread(
-            target=self._hash_and_write,
-            args=(chunks, failure),
-            name=f"write:{self.label}",
-            daemon=True,
-        )
-        worker.start()
+        workers = [
+            threading.Thread(
+                target=self._hash_blocks, args=(to_hash,), daemon=True, name=f"hash:{self.label}"
+            ),
+            threading.Thread(
+                target=self._write_blocks,
+                args=(to_write, failure),
+                daemon=True,
+                name=f"write:{self.label}",
+            ),
+        ]
+        for worker in workers:
+            worker.start()
         raw = response.raw
         try:
             while not failure:
@@ -495,28 +549,31 @@ class _Transfer:
                     raise _Transient(f"connection lost: {type(exc).__name__}") from None
                 if not block:
                     break
-                chunks.put(block)
+                to_hash.put(block)
+                to_write.put(block)
         finally:
-            chunks.put(None)
-            worker.join()
+            to_hash.put(None)
+            to_write.put(None)
+            for worker in workers:
+                worker.join()
         if failure:
             raise failure[0]
 
-    def _hash_and_write(
-        self, chunks: queue.Queue[bytes | None], failure: list[BaseException]
+    def _hash_blocks(self, blocks: queue.Queue[bytes | None]) -> None:
+        while (block := blocks.get()) is not None:
+            self.hasher.update(block)
+
+    def _write_blocks(
+        self, blocks: queue.Queue[bytes | None], failure: list[BaseException]
     ) -> None:
-        while True:
-            block = chunks.get()
-            if block is None:
-                return
+        while (block := blocks.get()) is not None:
             if failure:
                 continue  # drain so the reader never blocks
             try:
-                self.hasher.update(block)
                 view = memoryview(block)
                 while view:
-                    written = os.write(self.fd, view)
-                    view = view[written:]
+                    view = view[os.write(self.fd, view) :]
+                self.offset += len(block)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     self.discard()
@@ -527,7 +584,6 @@ class _Transfer:
             except BaseException as exc:
                 failure.append(exc)
                 continue
-            self.offset += len(block)
             self.transferred += len(block)
             if self.task is not None:
                 self.task.update(len(block))

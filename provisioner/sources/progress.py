@@ -152,7 +152,9 @@ class _BarTask:
 
     def restart(self, done: int, total: int | None) -> None:
         with self._owner.lock:
-            if total is not None:
+            if total is not None and total != self._bar.total:
+                grand = self._owner.total_bar
+                grand.total = (grand.total or 0) - (self._bar.total or 0) + total
                 self._bar.total = total
             self._bar.reset(total=self._bar.total)
             self._bar.update(done)

@@ -57,6 +57,7 @@ class Served:
     rate: int | None = None  # bytes per second per connection
     faults: list[Status | Drop] = field(default_factory=list)
     content_disposition: str | None = None
+    chunked: bool = False  # no Content-Length: the client cannot know the size up front
 
     @property
     def size(self) -> int:
@@ -102,8 +103,11 @@ class LoopbackHub:
         self.files: dict[str, Served] = {}
         self.api: dict[str, tuple[int, Any]] = {}
         self.redirects: dict[int, str] = {}  # version id -> file name on the CDN
+        self.api_faults: dict[str, list[Status]] = {}  # one-shot statuses per API path
         self.required_token: str | None = None
         self.records: list[Record] = []
+        self.in_flight = 0
+        self.idle = threading.Condition(self.lock)
         self.api_server = _Server(api_host, self, "api")
         try:
             self.cdn_server = _Server(cdn_host, self, "cdn")
@@ -214,8 +218,13 @@ class LoopbackHub:
             self.records.append(record)
 
     def requests_to(self, prefix: str, server: str | None = None) -> list[Record]:
-        """Recorded requests whose path starts with ``prefix`` (optionally on one server)."""
+        """Recorded requests whose path starts with ``prefix`` (optionally on one server).
+
+        Waits (briefly) for requests still being answered, so a client that already read the
+        last byte sees the server's record of it.
+        """
         with self.lock:
+            self.idle.wait_for(lambda: self.in_flight == 0, timeout=5.0)
             return [
                 r
                 for r in self.records
@@ -228,6 +237,7 @@ class LoopbackHub:
 
     def reset(self) -> None:
         with self.lock:
+            self.idle.wait_for(lambda: self.in_flight == 0, timeout=5.0)
             self.records.clear()
 
     def close(self) -> None:
@@ -276,6 +286,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self, head: bool = False) -> None:
         hub = self.server.hub
+        with hub.lock:
+            hub.in_flight += 1
+        try:
+            self._answer(head)
+        finally:
+            with hub.lock:
+                hub.in_flight -= 1
+                hub.idle.notify_all()
+
+    def _answer(self, head: bool) -> None:
+        hub = self.server.hub
         route = self.route
         if route.startswith("/api/"):
             token_ok = self.headers.get("Authorization") == f"Bearer {hub.required_token}"
@@ -295,6 +316,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 self._finish(307, 0)
+                return
+            with hub.lock:
+                faults = hub.api_faults.get(route)
+                fault = faults.pop(0) if faults else None
+            if fault is not None:
+                self._json(fault.code, {"error": f"injected {fault.code}"}, fault.headers)
                 return
             status, body = hub.api.get(route, (404, {"error": "Model not found"}))
             self._json(status, body)
@@ -335,7 +362,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = end - start + 1
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(length))
+        if served.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(length))
         if served.etag:
             self.send_header("ETag", served.etag)
         if served.ranges:
@@ -386,9 +416,14 @@ class _Handler(BaseHTTPRequestHandler):
                 view = memoryview(served.data)
                 while sent < count:
                     chunk = view[start + sent : start + min(count, sent + step)]
-                    self.connection.sendall(chunk)
+                    if served.chunked:
+                        self.connection.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                    else:
+                        self.connection.sendall(chunk)
                     sent += len(chunk)
                     self._pace(served.rate, sent, began)
+                if served.chunked and sent == count:
+                    self.connection.sendall(b"0\r\n\r\n")
         except OSError:
             pass  # the client went away
         return sent

@@ -124,7 +124,7 @@ def test_rerun_after_interruption_transfers_only_the_rest(
     dest = root / "models" / "vae" / "f.bin"
     once = RetryPolicy(attempts=1)
 
-    with pytest.raises(DownloadError, match="failed after 1 attempts: connection lost") as info:
+    with pytest.raises(DownloadError, match=r"failed after 1 attempts: connection lost") as info:
         download(url, dest, staging=staging, expected_sha256=sha(data), session=session, retry=once)
     assert "run again to resume" in info.value.render()
     assert not dest.exists()
@@ -358,7 +358,7 @@ def test_disk_preflight_refuses_before_any_request(
         )
 
     assert "civitai:9" in info.value.message and "free" in info.value.message
-    assert hub.records == []
+    assert hub.requests_to("/") == []
     assert leftovers(staging) == []
 
 
@@ -503,3 +503,30 @@ def test_staging_on_another_filesystem_still_places_atomically(
         )
         assert os.listdir(other) == []
     assert result.path.read_bytes() == data
+
+
+def test_unwritable_destination_is_a_download_error_not_a_traceback(
+    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+) -> None:
+    data = blob(1024)
+    url = hub.serve("w.bin", Served(data=data))
+    (root / "models" / "loras").write_text("a file where a folder should be")
+
+    with pytest.raises(DownloadError, match=r"cannot write w\.bin") as info:
+        download(
+            url,
+            root / "models" / "loras" / "w.bin",
+            staging=staging,
+            expected_sha256=sha(data),
+            session=session,
+        )
+    assert "writable" in info.value.render()
+
+
+def test_redirect_loop_is_a_download_error(
+    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+) -> None:
+    loop = f"{hub.cdn_base}/files/loop"
+    hub.serve("loop", Served(data=b"", faults=[Status(302, {"Location": loop})] * 40))
+    with pytest.raises(DownloadError, match="cannot download loop: TooManyRedirects"):
+        download(loop, root / "loop", staging=staging, expected_sha256=None, session=session)
