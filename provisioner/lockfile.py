@@ -213,12 +213,9 @@ def resolve_lock(
 
     def session() -> Any:
         if not session_box:
-            from provisioner.actions.model_apply import civitai_api_base
-            from provisioner.sources.http import attach_bearer, make_session
+            from provisioner.sources.http import make_session
 
-            s = make_session()
-            attach_bearer(s, secrets.civitai_token, civitai_api_base())
-            session_box.append(s)
+            session_box.append(make_session())  # the token is scoped per request
         return session_box[0]
 
     errors: list[tuple[str, PhoenixError]] = []

@@ -12,8 +12,8 @@ The pipeline for one batch of changes (``apply``):
    file), confine the name, ``os.replace`` into place;
 6. **record** the model in the state file; one item's failure never stops the others.
 
-Tokens: the HF token goes only to huggingface_hub; the Civitai token only into the session's
-host-scoped bearer auth (dropped on the CDN redirect); plain URLs get no credentials.
+Tokens: the HF token goes only to huggingface_hub; the Civitai token only into the per-request
+auth scoped to the API host (the CDN redirect never gets it); plain URLs get no credentials.
 """
 
 from __future__ import annotations
@@ -120,10 +120,10 @@ class _Runner:
     def session(self) -> Any:
         with self._lock:
             if self._session is None:
-                from provisioner.sources.http import attach_bearer, make_session
+                from provisioner.sources.http import make_session
 
+                # no credential on the session: the Civitai token is scoped per request
                 self._session = make_session(pool_size=max(16, 2 * self.ctx.jobs))
-                attach_bearer(self._session, self.ctx.secrets.civitai_token, civitai_api_base())
             return self._session
 
     def close(self) -> None:
@@ -322,19 +322,16 @@ def _resolve_civitai(
     label = f"civitai:{file.model_id}@{file.version_id}"
 
     def fetch(staging: Path) -> tuple[Path, str]:
-        from provisioner.sources.download import download
+        from provisioner.sources.civitai import download_civitai_file
 
-        ready = staging / f"{file.sha256}.ready"
-        result = download(
-            file.download_url,
-            ready,
-            staging=staging,
-            expected_sha256=file.sha256,
+        result = download_civitai_file(
+            file,
+            staging / f"{file.sha256}.ready",
             session=runner.session(),
-            expected_size=file.size,
+            staging=staging,
+            api_base=civitai_api_base(),
+            token=runner.ctx.secrets.civitai_token,  # scoped to the API host per transfer
             progress=runner.progress,
-            label=f"{label} {file.name}",
-            cancel=runner.cancel,
         )
         return result.path, result.sha256
 
