@@ -19,6 +19,7 @@ auth scoped to the API host (the CDN redirect never gets it); plain URLs get no 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.actions.base import ApplyContext
-from provisioner.errors import PhoenixError, SourceError
+from provisioner.errors import DiskSpaceError, PhoenixError, SourceError
 from provisioner.manifest.desired import DesiredModel
 from provisioner.manifest.models import CivitaiModel, HFModel, URLModel
 from provisioner.plan.change import Change, ItemResult
@@ -418,6 +419,16 @@ def _obtain(job: FileJob, res: Resolved, runner: _Runner) -> _Placed:
             return adopted
         try:
             staged, sha = job.fetch(staging)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                _tidy(staging)
+                raise
+            shutil.rmtree(staging, ignore_errors=True)  # free the space the partial file took
+            raise DiskSpaceError(
+                f"the disk filled up while fetching {job.label}; the partial file was removed",
+                where=str(layout.staging),
+                hint="free space on the volume or use a larger one, then rerun",
+            ) from exc
         except BaseException:
             _tidy(staging)
             raise
