@@ -140,10 +140,13 @@ def ensure_venv(layout: Layout, base: Path | None = None) -> Path:
         if uv:
             argv = [uv, "venv", "--quiet", "--system-site-packages", "--python", str(base)]
         else:
-            argv = [str(base), "-m", "venv", "--system-site-packages"]
-            if "pip" in facts.dists:
-                argv.append("--without-pip")
+            argv = [str(base), "-m", "venv", "--system-site-packages", "--without-pip"]
         result = proc.run([*argv, str(target)], timeout=VENV_TIMEOUT)
+        if result.ok and not uv:
+            # pip from the base is usually visible; seed one only when it is not
+            py_tmp = target / "bin" / "python"
+            if not proc.run([str(py_tmp), "-c", "import pip"], timeout=FACTS_TIMEOUT).ok:
+                result = proc.run([str(py_tmp), "-m", "ensurepip"], timeout=VENV_TIMEOUT)
         if not result.ok:
             raise InstallError(
                 f"cannot create the Python environment: {result.tail(6)}", where=str(layout.venv)
