@@ -19,7 +19,7 @@ _SPEC = rf"{_OP}\s*[^\s,;<>=!~]+"
 _ITEM = re.compile(
     r"(?P<req>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"  # name
     r"(?:\s*\[[^\]]*\])?"  # extras
-    rf"(?:\s*@\s*\S+|\s*{_SPEC}(?:\s*,\s*{_SPEC})*)?)"  # URL or specifier list
+    rf"(?:\s*@\s*[^\s,]+|\s*{_SPEC}(?:\s*,\s*{_SPEC})*)?)"  # URL or specifier list
     r"\s*(?:,|\s|$)"
 )
 
