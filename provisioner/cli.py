@@ -24,6 +24,8 @@ COMMANDS = (
     "plan",
     "schema",
     "env",
+    "import-snapshot",
+    "export-snapshot",
 )
 
 EXIT_OK, EXIT_USER, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
