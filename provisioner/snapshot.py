@@ -88,7 +88,9 @@ def parse_snapshot(text: str, name: str) -> Snapshot:
         )
 
     def table(key: str) -> dict[str, Any]:
-        value = data.get(key) or {}
+        value = data.get(key)
+        if value is None:
+            return {}
         if not isinstance(value, dict):
             raise ManifestError(
                 f"{key}: expected a mapping, found {type(value).__name__}", where=name
@@ -146,11 +148,11 @@ class Imported:
 def _pip_entry(key: str, value: str, mode: str) -> tuple[str | None, str | None]:
     """``(requirement, report)`` for one ``pips`` entry."""
     if key.startswith("-e") or key.startswith("--"):
-        return None, f"pip {key!r}: editable/option entries are not portable; not imported"
+        return None, f"pip {key!r}: editable/option entries are not portable"
     if value:
         name = key
         if value.startswith("file:"):
-            return None, f"pip {name} @ {value}: a local file on the old machine; not imported"
+            return None, f"pip {name} @ {value}: a local file on the old machine"
         requirement = f"{name} @ {value}"
         if mode != "all":
             return None, f"pip {requirement}: URL requirement skipped (use --pips all)"
@@ -159,12 +161,12 @@ def _pip_entry(key: str, value: str, mode: str) -> tuple[str | None, str | None]
     try:
         req = parse_requirement(requirement)
     except ValueError as exc:
-        return None, f"pip {key!r}: {exc}; not imported"
+        return None, f"pip {key!r}: {exc}"
     name = canonicalize_name(req.name)
     if name in TOOLING:
         return None, None
     if is_guarded(name):
-        return None, f"pip {requirement}: the image's {name} is kept (torch guard); not imported"
+        return None, f"pip {requirement}: the image's {name} is kept (torch guard)"
     return requirement, None
 
 
@@ -174,26 +176,26 @@ def import_snapshot(snap: Snapshot, pips: str = "pinned") -> Imported:
     nodes: list[dict[str, str]] = []
     for url, entry in snap.git_custom_nodes.items():
         if entry.disabled:
-            reports.append(f"node {url}: disabled in the snapshot; not imported")
+            reports.append(f"node {url}: disabled in the snapshot")
             continue
         try:
             gitops.check_url(url)
         except GitError as exc:
-            reports.append(f"node {url}: {exc.message}; not imported")
+            reports.append(f"node {url}: {exc.message}")
             continue
         if not gitops.HEX40.match(entry.hash):
-            reports.append(f"node {url}: hash {entry.hash!r} is not a commit; not imported")
+            reports.append(f"node {url}: hash {entry.hash!r} is not a commit")
             continue
         nodes.append({"url": url, "ref": entry.hash})
     for name, version in snap.cnr_custom_nodes.items():
         reports.append(
-            f"registry node {name}@{version}: the Comfy registry cannot be resolved offline; "
-            f"not imported (add its git URL under nodes:, see https://registry.comfy.org/nodes/{name})"
+            f"registry node {name}@{version}: Comfy registry nodes cannot be resolved offline "
+            f"(add its git URL under nodes:, see https://registry.comfy.org/nodes/{name})"
         )
     for item in snap.file_custom_nodes:
         reports.append(
-            f"single-file node {item.get('filename')}: not a git repository; not imported "
-            "(copy it into custom_nodes/)"
+            f"single-file node {item.get('filename')}: not a git repository "
+            "(copy it into custom_nodes/ yourself)"
         )
     packages: list[str] = []
     if pips == "none":
@@ -208,7 +210,7 @@ def import_snapshot(snap: Snapshot, pips: str = "pinned") -> Imported:
                 reports.append(report)
     comfy = snap.comfyui
     if comfy is not None and not gitops.HEX40.match(comfy):
-        reports.append(f"comfyui {comfy!r} is not a commit; not imported")
+        reports.append(f"comfyui {comfy!r} is not a commit")
         comfy = None
     return Imported(comfy, tuple(nodes), tuple(packages), tuple(reports))
 

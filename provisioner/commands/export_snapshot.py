@@ -9,10 +9,8 @@ from pathlib import Path
 
 from provisioner import pyenv
 from provisioner.commands.common import add_source_options
-from provisioner.errors import ManifestError
 from provisioner.fsio import atomic_write_text
 from provisioner.layout import DEFAULT_ROOT, Layout
-from provisioner.manifest.models import ComfyUIConfig, Manifest
 from provisioner.snapshot import dump_snapshot, export_snapshot
 from provisioner.state import load_state
 
@@ -34,28 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _comfyui_path(manifest: str | None) -> Path:
-    if not manifest:
-        return Path(ComfyUIConfig().path)
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    """``comfyui.path`` of the desired state (manifest + environment, as every command reads)."""
+    from provisioner.manifest.merge import load_desired
 
-    try:
-        data = YAML(typ="safe").load(Path(manifest).read_text(encoding="utf-8"))
-        return Path(Manifest.model_validate(data or {}).comfyui.path)
-    except (OSError, YAMLError, ValueError) as exc:
-        raise ManifestError(
-            f"cannot read the manifest: {exc}",
-            where=manifest,
-            hint="pass --comfyui DIR, or run `phoenix validate` on the manifest",
-        ) from exc
+    desired, _secrets = load_desired(manifest, os.environ)
+    return Path(desired.manifest.comfyui.path)
 
 
 def run(args: argparse.Namespace) -> int:
     """Export and print or write; notes on what could not be expressed go to stderr."""
     root = Path(args.root or os.environ.get("PHOENIX_ROOT") or DEFAULT_ROOT)
     layout = Layout(root)
-    manifest = args.manifest or os.environ.get("PHOENIX_MANIFEST")
-    comfy = Path(args.comfyui) if args.comfyui else _comfyui_path(manifest)
+    comfy = Path(args.comfyui) if args.comfyui else _comfyui_path(args.manifest)
     snap, notes = export_snapshot(layout, comfy, load_state(layout), pyenv.target_python(layout))
     fmt = args.format or (
         "yaml" if args.output and args.output.endswith((".yaml", ".yml")) else "json"
