@@ -20,7 +20,7 @@ from provisioner.plan.change import Change, ItemResult
 from provisioner.requirements import check, parse_requirement, parse_requirements_file
 from provisioner.state import NodeRecord
 
-KIND = "nodes"
+KIND = "node"
 INSTALL_PY_TIMEOUT = 900.0
 
 

@@ -22,7 +22,7 @@ from provisioner.plan.change import Change, ItemResult
 from provisioner.requirements import check, parse_requirement
 from provisioner.state import PackageRecord
 
-KIND = "packages"
+KIND = "package"
 
 
 @dataclass(frozen=True)
