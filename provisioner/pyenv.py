@@ -28,23 +28,59 @@ BASE_PTH = "_phoenix_base.pth"
 
 # Runs inside the target interpreter (which may lack `packaging`): stdlib only.
 _FACTS_SCRIPT = r"""
-import json, os, platform, sys
-from importlib import metadata
+import json, os, platform, re, sys
 prefix = os.path.realpath(sys.prefix)
 dists = {}
-for dist in metadata.distributions():
-    name = dist.metadata.get("Name")
-    if not name:
+
+def canon(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+def headers(path, want_requires):
+    name = version = None
+    requires = []
+    for fname in ("METADATA", "PKG-INFO"):
+        try:
+            fh = open(os.path.join(path, fname), encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        with fh:
+            for line in fh:
+                if line in ("\n", "\r\n"):
+                    break
+                key, _, value = line.partition(":")
+                if key == "Name" and name is None:
+                    name = value.strip()
+                elif key == "Version" and version is None:
+                    version = value.strip()
+                elif key == "Requires-Dist" and want_requires:
+                    requires.append(value.strip())
+        break
+    return name, version, requires
+
+for entry in sys.path:
+    try:
+        names = sorted(os.listdir(entry or "."))
+    except OSError:
         continue
-    key = name.lower().replace("_", "-").replace(".", "-")
-    while "--" in key:
-        key = key.replace("--", "-")
-    if key in dists:
-        continue  # first on sys.path wins, as at import time
-    where = os.path.realpath(str(getattr(dist, "_path", "")))
-    dists[key] = {"name": name, "version": dist.version,
-                  "in_env": where.startswith(prefix + os.sep),
-                  "requires": list(dist.requires or [])}
+    in_env = os.path.realpath(entry or ".").startswith(prefix + os.sep)
+    for n in names:
+        if not n.endswith((".dist-info", ".egg-info")):
+            continue
+        path = os.path.join(entry, n)
+        stem = n.rsplit(".", 1)[0]
+        name, _, version = stem.partition("-")
+        fast = n.endswith(".dist-info") and version and "-" not in version and not in_env
+        if not fast:
+            name2, version2, requires = headers(path, in_env)
+            if not name2 or not version2:
+                continue
+            name, version = name2, version2
+        else:
+            requires = []
+        key = canon(name)
+        if key in dists:
+            continue  # first on sys.path wins, as at import time
+        dists[key] = {"name": name, "version": version, "in_env": in_env, "requires": requires}
 iver = "{0.major}.{0.minor}.{0.micro}".format(sys.implementation.version)
 env = {"implementation_name": sys.implementation.name, "implementation_version": iver,
        "os_name": os.name, "platform_machine": platform.machine(),
