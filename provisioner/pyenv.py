@@ -9,6 +9,7 @@ PATH, else pip, and always go through :mod:`provisioner.guard`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -209,7 +210,25 @@ def _uv() -> str | None:
     uv = shutil.which("uv")
     if uv is None and choice == "uv":
         raise InstallError("PHOENIX_INSTALLER=uv but uv is not on PATH", where="PHOENIX_INSTALLER")
+    if uv is not None and not _uv_can_exclude(uv):
+        if choice == "uv":
+            raise InstallError(
+                f"{uv} is too old: the torch guard needs `uv pip install --excludes`",
+                where="PHOENIX_INSTALLER",
+                hint="install a newer uv, or set PHOENIX_INSTALLER=pip",
+            )
+        return None  # an old uv would re-install inherited packages; pip sees them
     return uv
+
+
+@functools.lru_cache(maxsize=4)
+def _uv_can_exclude(uv: str) -> bool:
+    """Whether this uv has ``pip install --excludes`` (needed with inherited site-packages)."""
+    try:
+        result = proc.run([uv, "pip", "install", "--help"], timeout=FACTS_TIMEOUT)
+    except proc.Timeout:
+        return False
+    return result.ok and "--excludes" in result.output
 
 
 def installer_argv(python: Path) -> list[str]:

@@ -78,3 +78,19 @@ def test_install_failure_is_an_install_error_naming_the_item(
     with pytest.raises(InstallError) as info:
         guard.guarded_install(py, ["phx-nowhere==9"], what="node nowhere", staging=layout.staging)
     assert info.value.where == "node nowhere" and "phx-nowhere" in info.value.message
+
+
+def test_old_uv_without_excludes_falls_back_to_pip(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake = tmp_path / "bin" / "uv"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'Usage: uv pip install [OPTIONS] <PACKAGE>'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake.parent))
+    monkeypatch.setenv("PHOENIX_INSTALLER", "auto")
+    assert pyenv.installer_name() == "pip"
+    monkeypatch.setenv("PHOENIX_INSTALLER", "uv")
+    with pytest.raises(InstallError) as info:
+        pyenv.installer_name()
+    assert "--excludes" in info.value.message

@@ -7,7 +7,7 @@ from pathlib import Path
 from provisioner import proc, pyenv
 from provisioner.actions import nodes
 from provisioner.layout import Layout
-from provisioner.manifest.desired import DesiredState
+from provisioner.manifest.desired import DesiredNode, DesiredState
 from provisioner.manifest.models import NodeSpec
 from provisioner.plan.change import Change, ItemResult
 from provisioner.state import load_state
@@ -225,4 +225,25 @@ def test_existing_unmanaged_checkout_is_adopted(
     changes = plan(desired, layout)
     assert changes[0].action == "update" and "not managed" in changes[0].reason
     assert nodes.apply(changes, apply_ctx(layout))[0].ok
+    assert [c.action for c in plan(desired, layout)] == ["unchanged"]
+
+
+def test_lock_file_commit_wins_over_a_moving_branch(
+    software_env: Path, layout: Layout, repos: Path
+) -> None:
+    repo = node_repo(repos, "locked-node")
+    locked = repo.git("rev-parse", "HEAD")
+    repo.commit({"nodes.py": "moved = True\n"}, "branch moved on")
+    spec = NodeSpec(url=repo.url, ref="main")
+    desired = desired_nodes(spec)
+    desired = DesiredState(
+        desired.manifest,
+        nodes=(DesiredNode("node:locked-node", "locked-node", spec, "lock", locked),),
+    )
+    changes = plan(desired, layout)
+    assert "warning" not in changes[0].details
+    result = nodes.apply(changes, apply_ctx(layout))[0]
+    assert result.ok and "unpinned" not in result.message
+    assert load_state(layout).nodes["locked-node"].commit == locked
+    assert not (layout.custom_nodes / "locked-node" / "nodes.py").exists()
     assert [c.action for c in plan(desired, layout)] == ["unchanged"]
