@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ VENV_TIMEOUT = 300.0
 FACTS_TIMEOUT = 60.0
 INSTALL_TIMEOUT = 1800.0
 BASE_PTH = "_phoenix_base.pth"
+_VENV_LOCK = threading.Lock()
 
 # Runs inside the target interpreter (which may lack `packaging`): stdlib only.
 _FACTS_SCRIPT = r"""
@@ -167,7 +169,14 @@ def ensure_venv(layout: Layout, base: Path | None = None) -> Path:
     py = venv_python(layout)
     if py.exists() and (layout.venv / "pyvenv.cfg").is_file():
         return py
-    base = base or base_python()
+    with _VENV_LOCK:  # kinds may apply in parallel threads; create once
+        if py.exists() and (layout.venv / "pyvenv.cfg").is_file():
+            return py
+        return _create_venv(layout, base or base_python())
+
+
+def _create_venv(layout: Layout, base: Path) -> Path:
+    py = venv_python(layout)
     facts = installed_distributions(base)
     if layout.venv.exists():
         shutil.rmtree(layout.venv)  # a broken leftover (no interpreter)

@@ -247,3 +247,16 @@ def test_lock_file_commit_wins_over_a_moving_branch(
     assert load_state(layout).nodes["locked-node"].commit == locked
     assert not (layout.custom_nodes / "locked-node" / "nodes.py").exists()
     assert [c.action for c in plan(desired, layout)] == ["unchanged"]
+
+
+def test_requirements_with_installer_options_go_through_the_file(
+    software_env: Path, wheelhouse: Path, layout: Layout, repos: Path
+) -> None:
+    reqs = f"--find-links {wheelhouse}\nphx-gamma==0.5  # pinned\n"
+    repo = node_repo(repos, "opts-node", requirements=reqs)
+    with proc.recording() as calls:
+        result = run_apply(desired_nodes(NodeSpec(url=repo.url, ref="main")), layout)[0]
+    assert result.ok, result.message
+    assert any("-r" in call and call[call.index("-r") + 1].endswith("requirements.txt")
+               for call in calls)  # fmt: skip
+    assert installed(layout)["phx-gamma"] == "0.5"
