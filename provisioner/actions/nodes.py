@@ -8,6 +8,7 @@ requirements, is unchanged: observing it reads files only and starts no git or p
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,23 +171,27 @@ def diff(desired: DesiredState, facts: ObservedNodes) -> list[Change]:
     return changes
 
 
-def install_node(node: DesiredNode, ctx: ApplyContext) -> str:
-    """Check out, install requirements and run ``install.py`` for one node; a summary line.
+def checkout_node(node: DesiredNode, ctx: ApplyContext) -> gitops.Checkout:
+    """The git part of installing a node (safe to run for several nodes in parallel)."""
+    return gitops.materialize(
+        node.spec.url,
+        node.spec.ref,
+        ctx.layout.custom_nodes / node.name,
+        ctx.layout.staging,
+        locked=node.locked_commit,
+        force=ctx.force,
+        what=f"node {node.name}",
+    )
 
-    Raises a :class:`PhoenixError` naming the node (and URL) on failure.
+
+def finish_node(node: DesiredNode, co: gitops.Checkout, ctx: ApplyContext) -> str:
+    """Requirements (guarded), ``install.py``, state record; a summary line.
+
+    Runs one node at a time (one environment). Raises a :class:`PhoenixError` naming the node.
     """
     layout = ctx.layout
     what = f"node {node.name}"
     dest = layout.custom_nodes / node.name
-    co = gitops.materialize(
-        node.spec.url,
-        node.spec.ref,
-        dest,
-        layout.staging,
-        locked=node.locked_commit,
-        force=ctx.force,
-        what=what,
-    )
     notes: list[str] = []
     if co.unpinned:
         warning = f"{what} is unpinned: {node.spec.ref or 'default branch'} is at {co.commit[:12]}"
@@ -229,8 +234,24 @@ def install_node(node: DesiredNode, ctx: ApplyContext) -> str:
     return f"at {co.commit[:12]}" + (f" ({', '.join(notes)})" if notes else "")
 
 
+def install_node(node: DesiredNode, ctx: ApplyContext) -> str:
+    """Check out, install requirements and run ``install.py`` for one node; a summary line."""
+    return finish_node(node, checkout_node(node, ctx), ctx)
+
+
+def _checkout_or_error(node: DesiredNode, ctx: ApplyContext) -> gitops.Checkout | PhoenixError:
+    try:
+        return checkout_node(node, ctx)
+    except PhoenixError as exc:
+        return exc
+
+
 def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
-    """Apply each pending node change; one node failing does not stop the others."""
+    """Apply each pending node change; one node failing does not stop the others.
+
+    Clones and fetches run in parallel (``ctx.jobs``); installs then run one node at a time.
+    """
+    todo: list[DesiredNode] = []
     results: list[ItemResult] = []
     for change in changes:
         if change.kind != KIND or not change.pending:
@@ -242,12 +263,19 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
         if why_pending(node, facts) is None and not change.reason.startswith("requirements"):
             results.append(ItemResult(node.id, KIND, True, "already in place", node.spec.required))
             continue
+        todo.append(node)
+    with ThreadPoolExecutor(max_workers=max(1, ctx.jobs), thread_name_prefix="git") as pool:
+        checkouts = list(pool.map(lambda n: _checkout_or_error(n, ctx), todo))
+    for node, co in zip(todo, checkouts, strict=True):
         try:
-            message = install_node(node, ctx)
+            if isinstance(co, PhoenixError):
+                raise co
+            message = finish_node(node, co, ctx)
         except PhoenixError as exc:
             ctx.log.error("%s: %s", node.id, exc.render())
             results.append(ItemResult(node.id, KIND, False, exc.render(), node.spec.required))
             continue
         ctx.log.info("%s: %s", node.id, message)
         results.append(ItemResult(node.id, KIND, True, message, node.spec.required))
-    return results
+    order = {c.id: i for i, c in enumerate(changes)}
+    return sorted(results, key=lambda r: order.get(r.id, len(order)))
