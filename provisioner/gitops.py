@@ -146,7 +146,7 @@ def checkout(repo: Path, commit: str, *, force: bool = False) -> None:
 
 def is_dirty(repo: Path) -> bool:
     """True when tracked files have local modifications (untracked files do not count)."""
-    result = git(["status", "--porcelain", "--untracked-files=no"], cwd=repo)
+    result = git(["--no-optional-locks", "status", "--porcelain", "--untracked-files=no"], cwd=repo)
     if not result.ok:
         raise GitError(f"git status failed: {result.tail(4)}", where=str(repo))
     return bool(result.output.strip())

@@ -144,7 +144,7 @@ def target_python(layout: Layout) -> Path:
 def installed_distributions(python: Path) -> Distributions:
     """Read the distributions ``python`` can import (a read-only fact; one short child)."""
     try:
-        result = proc.run([str(python), "-I", "-c", _FACTS_SCRIPT], timeout=FACTS_TIMEOUT)
+        result = proc.run([str(python), "-I", "-B", "-c", _FACTS_SCRIPT], timeout=FACTS_TIMEOUT)
     except proc.Timeout as exc:
         raise InstallError(f"reading installed packages: {exc}", where=str(python)) from exc
     if not result.ok:

@@ -103,3 +103,25 @@ def test_bad_repo_url_fails_and_leaves_nothing(
     assert not result.ok and "ComfyUI" in result.message and "missing" in result.message
     assert not checkout.exists()
     assert list((tmp_path / "opt").iterdir()) == []
+
+
+def _tree_digest(path: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_observe_writes_nothing(software_env: Path, layout: Layout, tmp_path: Path) -> None:
+    repo, (first, second) = comfy_repo(tmp_path / "repos")
+    checkout = tmp_path / "ComfyUI"
+    vers = versions(repo.url, first)
+    assert comfyui.apply(plan(desired_at(checkout), layout, vers), apply_ctx(layout, vers))[0].ok
+    (checkout / "main.py").write_text("print('edited')\n")
+    before = _tree_digest(checkout), _tree_digest(layout.root)
+    changes = plan(desired_at(checkout, ref="v0.3.1"), layout, versions(repo.url, second))
+    assert changes[0].action == "unchanged"  # v0.3.1 is the first commit: nothing to do
+    changes = plan(desired_at(checkout), layout, versions(repo.url, second))
+    assert changes[0].details.get("dirty") is True
+    assert (_tree_digest(checkout), _tree_digest(layout.root)) == before
