@@ -13,33 +13,35 @@ from provisioner.layout import Layout
 pytest_plugins = ["tests.software_fixtures.plugin"]
 
 
-def test_venv_sees_the_image_torch_and_is_created_once(software_env: Path, layout: Layout) -> None:
-    py = pyenv.ensure_venv(layout)
-    assert py == pyenv.venv_python(layout) and py.exists()
-    assert "include-system-site-packages = true" in (layout.venv / "pyvenv.cfg").read_text()
+def test_venv_sees_the_image_torch_and_is_created_once(
+    software_env: Path, sw_layout: Layout
+) -> None:
+    py = pyenv.ensure_venv(sw_layout)
+    assert py == pyenv.venv_python(sw_layout) and py.exists()
+    assert "include-system-site-packages = true" in (sw_layout.venv / "pyvenv.cfg").read_text()
     dists = pyenv.installed_distributions(py)
     assert dists.is_venv
     assert dists.dists["torch"].version == "2.13.0" and not dists.dists["torch"].in_env
     assert "python_version" in dists.marker_env
     with proc.recording() as calls:
-        assert pyenv.ensure_venv(layout) == py
+        assert pyenv.ensure_venv(sw_layout) == py
     assert calls == []
-    assert list(layout.staging.iterdir()) == []
+    assert list(sw_layout.staging.iterdir()) == []
 
 
 def test_target_python_is_the_base_until_the_venv_exists(
-    software_env: Path, layout: Layout
+    software_env: Path, sw_layout: Layout
 ) -> None:
-    assert pyenv.target_python(layout) == software_env
-    pyenv.ensure_venv(layout)
-    assert pyenv.target_python(layout) == pyenv.venv_python(layout)
+    assert pyenv.target_python(sw_layout) == software_env
+    pyenv.ensure_venv(sw_layout)
+    assert pyenv.target_python(sw_layout) == pyenv.venv_python(sw_layout)
 
 
-def test_broken_leftover_venv_is_replaced(software_env: Path, layout: Layout) -> None:
-    layout.venv.mkdir(parents=True)
-    (layout.venv / "junk").write_text("half a venv")
-    py = pyenv.ensure_venv(layout)
-    assert py.exists() and not (layout.venv / "junk").exists()
+def test_broken_leftover_venv_is_replaced(software_env: Path, sw_layout: Layout) -> None:
+    sw_layout.venv.mkdir(parents=True)
+    (sw_layout.venv / "junk").write_text("half a venv")
+    py = pyenv.ensure_venv(sw_layout)
+    assert py.exists() and not (sw_layout.venv / "junk").exists()
 
 
 def test_installer_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -59,24 +61,26 @@ def test_installer_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 
 def test_guarded_install_merges_the_image_constraint(
-    software_env: Path, layout: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    software_env: Path, sw_layout: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     image_constraints = tmp_path / "image-constraints.txt"
     image_constraints.write_text("phx-alpha<2\n")
     monkeypatch.setenv("PIP_CONSTRAINT", str(image_constraints))
-    py = pyenv.ensure_venv(layout)
-    outcome = guard.guarded_install(py, ["phx-alpha"], what="test", staging=layout.staging)
+    py = pyenv.ensure_venv(sw_layout)
+    outcome = guard.guarded_install(py, ["phx-alpha"], what="test", staging=sw_layout.staging)
     assert outcome.ran and outcome.after.dists["phx-alpha"].version == "1.0"
-    again = guard.guarded_install(py, ["phx-alpha"], what="test", staging=layout.staging)
+    again = guard.guarded_install(py, ["phx-alpha"], what="test", staging=sw_layout.staging)
     assert not again.ran and again.skipped == ("phx-alpha",)
 
 
 def test_install_failure_is_an_install_error_naming_the_item(
-    software_env: Path, layout: Layout
+    software_env: Path, sw_layout: Layout
 ) -> None:
-    py = pyenv.ensure_venv(layout)
+    py = pyenv.ensure_venv(sw_layout)
     with pytest.raises(InstallError) as info:
-        guard.guarded_install(py, ["phx-nowhere==9"], what="node nowhere", staging=layout.staging)
+        guard.guarded_install(
+            py, ["phx-nowhere==9"], what="node nowhere", staging=sw_layout.staging
+        )
     assert info.value.where == "node nowhere" and "phx-nowhere" in info.value.message
 
 

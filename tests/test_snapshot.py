@@ -151,7 +151,7 @@ def test_import_command_missing_file_is_a_user_error(
 
 
 def _localise(snap: Snapshot, base: Path, wheelhouse: Path) -> tuple[Snapshot, Repo]:
-    """The fixture pointed at local repos (one per URL) and a wheel for each pinned pip."""
+    """The fixture pointed at local sw_repos (one per URL) and a wheel for each pinned pip."""
     comfy = Repo(base / "ComfyUI")
     comfy_commit = comfy.commit({"main.py": "print('comfy')\n", "requirements.txt": "torch\n"})
     git_nodes = {}
@@ -170,7 +170,7 @@ def _localise(snap: Snapshot, base: Path, wheelhouse: Path) -> tuple[Snapshot, R
 
 
 def test_round_trip_import_apply_export(
-    software_env: Path, wheelhouse: Path, layout: Layout, tmp_path: Path
+    software_env: Path, wheelhouse: Path, sw_layout: Layout, tmp_path: Path
 ) -> None:
     local, comfy_repo = _localise(load(JSON_SNAPSHOT), tmp_path / "repos", wheelhouse)
     snap_file = tmp_path / "restored_snapshot.json"
@@ -184,12 +184,12 @@ def test_round_trip_import_apply_export(
     desired = desired_of(Manifest.model_validate(data))
     vers = versions(comfy_repo.url, "0" * 40)  # versions.conf is overridden by the snapshot
     for kind in (comfyui, packages, nodes):
-        facts = kind.observe(desired, observe_ctx(layout, vers))  # type: ignore[attr-defined]
-        results = kind.apply(kind.diff(desired, facts), apply_ctx(layout, vers))  # type: ignore[attr-defined]
+        facts = kind.observe(desired, observe_ctx(sw_layout, vers))  # type: ignore[attr-defined]
+        results = kind.apply(kind.diff(desired, facts), apply_ctx(sw_layout, vers))  # type: ignore[attr-defined]
         assert all(r.ok for r in results), [r.message for r in results if not r.ok]
 
     exported = tmp_path / "exported.json"
-    argv = ["export-snapshot", "--root", str(layout.root), "--comfyui", str(checkout)]
+    argv = ["export-snapshot", "--root", str(sw_layout.root), "--comfyui", str(checkout)]
     assert cli.main([*argv, "-o", str(exported)]) == 0
     back = parse_snapshot(exported.read_text(), exported.name)
     assert back.comfyui == local.comfyui

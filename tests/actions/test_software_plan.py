@@ -52,9 +52,9 @@ def write_manifest(path: Path, comfy: Path, repo: str, ref: str) -> str:
     return str(path)
 
 
-def apply_all(plan: plan_build.Plan, layout: Layout) -> list[bool]:
+def apply_all(plan: plan_build.Plan, sw_layout: Layout) -> list[bool]:
     ctx = ApplyContext(
-        layout, StateStore(layout), versions(), log=logging.getLogger("phoenix.test")
+        sw_layout, StateStore(sw_layout), versions(), log=logging.getLogger("phoenix.test")
     )
     oks: list[bool] = []
     for module in (comfyui, packages, nodes):
@@ -64,7 +64,7 @@ def apply_all(plan: plan_build.Plan, layout: Layout) -> list[bool]:
 
 
 def test_env_vars_to_plan_to_apply_to_empty_plan(
-    software_kinds: None, software_env: Path, layout: Layout, tmp_path: Path
+    software_kinds: None, software_env: Path, sw_layout: Layout, tmp_path: Path
 ) -> None:
     comfy = Repo(tmp_path / "repos" / "ComfyUI")
     commit = comfy.commit({"main.py": "print(1)\n", "requirements.txt": "torch\n"})
@@ -73,7 +73,7 @@ def test_env_vars_to_plan_to_apply_to_empty_plan(
     manifest = write_manifest(tmp_path / "m.yaml", tmp_path / "ComfyUI", comfy.url, commit)
     env = env_for(f"{node.url}@v1.0", "phx-alpha>=1,<3 phx-beta", tmp_path)
     desired, _ = load_desired(manifest, env)
-    plan = plan_build.build_plan(desired, layout, versions())
+    plan = plan_build.build_plan(desired, sw_layout, versions())
     text = render_text(plan)
     assert "+ comfyui" in text and "+ node" in text and "+ package" in text
     assert [(c.kind, c.id) for c in plan.changes] == [
@@ -82,12 +82,12 @@ def test_env_vars_to_plan_to_apply_to_empty_plan(
         ("package", "pkg:phx-beta"),
         ("node", "node:ComfyUI-Tagged"),
     ]
-    assert all(apply_all(plan, layout))
+    assert all(apply_all(plan, sw_layout))
     with proc.recording() as calls:
-        again = plan_build.build_plan(desired, layout, versions())
+        again = plan_build.build_plan(desired, sw_layout, versions())
     assert not again.has_changes(), render_text(again)
     assert not [c for c in calls if Path(c[0]).name in {"git", "uv"} or "pip" in c]
-    versions_now = pyenv.installed_distributions(pyenv.venv_python(layout)).versions()
+    versions_now = pyenv.installed_distributions(pyenv.venv_python(sw_layout)).versions()
     assert versions_now["phx-gamma"] == "0.5" and versions_now["torch"] == "2.13.0"
 
 

@@ -76,7 +76,7 @@ def software_env(monkeypatch: pytest.MonkeyPatch, image_python: Path, wheelhouse
 
 
 @pytest.fixture
-def layout(tmp_path: Path) -> Layout:
+def sw_layout(tmp_path: Path) -> Layout:
     """A fresh workspace root."""
     root = tmp_path / "workspace"
     root.mkdir()
@@ -84,7 +84,7 @@ def layout(tmp_path: Path) -> Layout:
 
 
 @pytest.fixture
-def repos(tmp_path: Path) -> Iterator[Path]:
+def sw_repos(tmp_path: Path) -> Iterator[Path]:
     """A folder for the test's git repositories."""
     base = tmp_path / "repos"
     base.mkdir()
