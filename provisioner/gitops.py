@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ _URL_OK = re.compile(r"^(https://\S+|ssh://\S+|git@[^\s:]+:\S+|file://\S+)$")
 #: a remote that answers nothing for this long (bytes/s below the limit) is given up on
 CLONE_TIMEOUT = 900.0
 LOCAL_TIMEOUT = 120.0
+#: an askpass program that answers nothing, so git fails instead of prompting
+_TRUE = shutil.which("true") or "/bin/true"
 
 
 def check_url(url: str) -> None:
@@ -39,8 +42,8 @@ def git_env(url: str | None = None) -> dict[str, str]:
     return proc.child_env(
         {
             "GIT_TERMINAL_PROMPT": "0",
-            "GIT_ASKPASS": "true",
-            "SSH_ASKPASS": "true",
+            "GIT_ASKPASS": _TRUE,
+            "SSH_ASKPASS": _TRUE,
             "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=30",
             "GIT_ALLOW_PROTOCOL": protocols,
             "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
@@ -136,12 +139,24 @@ def resolve_local(repo: Path, ref: str | None) -> tuple[str, str]:
     raise GitError(f"ref {ref!r} not found", hint="use a commit, tag or branch that exists")
 
 
-def checkout(repo: Path, commit: str, *, force: bool = False) -> None:
-    """Check out ``commit`` detached (``force`` discards local modifications)."""
+def checkout(repo: Path, commit: str, *, force: bool = False, url: str | None = None) -> None:
+    """Check out ``commit`` detached (``force`` discards local modifications), with submodules.
+
+    Submodules are fetched under the same transport rules as ``url`` (the superproject's).
+    """
     args = ["checkout", "--quiet", "--detach", *(["--force"] if force else []), commit]
     result = git(args, cwd=repo)
     if not result.ok:
         raise GitError(f"git checkout {commit} failed: {result.tail(6)}", where=str(repo))
+    if (repo / ".gitmodules").is_file():
+        sub = git(
+            ["submodule", "update", "--init", "--recursive", *(["--force"] if force else [])],
+            cwd=repo,
+            url=url,
+            timeout=CLONE_TIMEOUT,
+        )
+        if not sub.ok:
+            raise GitError(f"git submodule update failed: {sub.tail(6)}", where=str(repo))
 
 
 def is_dirty(repo: Path) -> bool:
@@ -305,7 +320,7 @@ def materialize(
             try:
                 clone(url, repo)
                 commit, kind = _wanted(repo, url, ref, locked)
-                checkout(repo, commit)
+                checkout(repo, commit, url=url)
             except GitError as exc:
                 raise GitError(f"{what}: {exc.message}", where=url, hint=exc.hint) from exc
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -337,7 +352,7 @@ def materialize(
             where=str(dest),
             hint="commit or stash them (git -C DIR stash), or rerun apply with --force to discard",
         )
-    checkout(dest, commit, force=force)
+    checkout(dest, commit, force=force, url=url)
     return Checkout(commit, kind, True, False)
 
 

@@ -125,3 +125,26 @@ def test_existing_non_repo_directory_is_refused(repo: Repo, tmp_path: Path) -> N
 )
 def test_node_name_from_url(url: str, name: str) -> None:
     assert gitops.node_name(url) == name
+
+
+def test_submodules_are_checked_out(repo: Repo, tmp_path: Path) -> None:
+    lib = Repo(tmp_path / "lib")
+    lib.commit({"lib.py": "VALUE = 42\n"}, "lib")
+    repo.git("-c", "protocol.file.allow=always", "submodule", "add", "--quiet", lib.url, "vendor")
+    repo.commit({}, "add submodule")
+    dest = tmp_path / "nodes" / "with-sub"
+    gitops.materialize(repo.url, "main", dest, tmp_path / "staging", what="node with-sub")
+    assert (dest / "vendor" / "lib.py").read_text() == "VALUE = 42\n"
+
+
+def test_submodule_on_a_blocked_transport_fails(repo: Repo, tmp_path: Path) -> None:
+    lib = Repo(tmp_path / "lib2")
+    lib.commit({"x.py": "\n"}, "lib")
+    repo.git("-c", "protocol.file.allow=always", "submodule", "add", "--quiet", lib.url, "vendor")
+    repo.git("config", "-f", ".gitmodules", "submodule.vendor.url", "ext::sh -c false")
+    repo.commit({}, "submodule over ext::")
+    dest = tmp_path / "nodes" / "evil"
+    with pytest.raises(GitError) as info:
+        gitops.materialize(repo.url, "main", dest, tmp_path / "staging", what="node evil")
+    assert "submodule" in info.value.message and "'ext' not allowed" in info.value.message
+    assert not dest.exists()
