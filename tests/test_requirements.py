@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from packaging.requirements import Requirement
 
 from provisioner.requirements import check, parse_requirements_file, split_requirements
@@ -75,3 +77,26 @@ def test_requirements_file_keeps_options_opaque() -> None:
         "-e git+https://github.com/o/r#egg=r",
         "git+https://github.com/o/s.git",
     )
+
+
+_names = st.from_regex(r"[A-Za-z][A-Za-z0-9_.-]{0,10}[A-Za-z0-9]", fullmatch=True)
+_ops = st.sampled_from(["==", ">=", "<=", "<", ">", "!="])
+_versions = st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}", fullmatch=True)
+_specs = st.lists(st.tuples(_ops, _versions), max_size=3).map(
+    lambda pairs: ",".join(op + v for op, v in pairs)
+)
+_reqs = (
+    st.tuples(_names, _specs)
+    .map(lambda t: t[0] + t[1])
+    .filter(lambda r: not r.endswith((".", "-", "_")))
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    reqs=st.lists(_reqs, min_size=1, max_size=6),
+    seps=st.lists(st.sampled_from([" ", ",", "\n", ", ", " ,\t"]), min_size=6, max_size=6),
+)
+def test_split_recovers_any_joined_list(reqs: list[str], seps: list[str]) -> None:
+    text = "".join(r + sep for r, sep in zip(reqs, seps, strict=False))
+    assert split_requirements(text) == reqs
