@@ -100,3 +100,26 @@ _reqs = (
 def test_split_recovers_any_joined_list(reqs: list[str], seps: list[str]) -> None:
     text = "".join(r + sep for r, sep in zip(reqs, seps, strict=False))
     assert split_requirements(text) == reqs
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("numpy>=1.26,<3 six", ["numpy>=1.26,<3", "six"]),
+        ("numpy>=1.26,<2", ["numpy>=1.26,<2"]),
+        ("a,b, c", ["a", "b", "c"]),
+        ("a\nb\n\nc==1.0", ["a", "b", "c==1.0"]),
+        ("requests[socks,security]>=2,<3", ["requests[socks,security]>=2,<3"]),
+        ('six; python_version < "3.12"', ['six; python_version < "3.12"']),
+        ("pkg>=1 , <2", ["pkg>=1,<2"]),
+        ("", []),
+    ],
+)
+def test_split_env_style_lists(text: str, expected: list[str]) -> None:
+    assert split_requirements(text) == expected
+
+
+@pytest.mark.parametrize("text", ["numpy>=>1", "==1.0", "pkg[", "a b>="])
+def test_bad_env_style_items_are_named(text: str) -> None:
+    with pytest.raises(ValueError, match="PEP 508"):
+        split_requirements(text)

@@ -6,8 +6,7 @@
   (``urn:air:flux1:lora:civitai:618692@691639``), or a civitai.com model / download URL.
 - Nodes: ``https://host/owner/repo[.git][@ref]``, ``ssh://...``, ``git@host:owner/repo[@ref]``,
   ``file:///path/repo[@ref]``.
-- Packages: PEP 508 requirements separated by commas, whitespace or newlines
-  (``numpy>=1.26,<2`` keeps its comma).
+- Packages: see :func:`provisioner.requirements.split_requirements`.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
-
-from packaging.requirements import InvalidRequirement, Requirement
 
 _HF_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}"
 _HF_ITEM = re.compile(
@@ -200,51 +197,3 @@ def parse_node_item(text: str) -> NodeItem:
     if not name or name in {".", ".."} or not re.match(r"^[A-Za-z0-9_.-]+$", name):
         raise ValueError(f"cannot derive a folder name from {url!r}")
     return NodeItem(url, ref, name)
-
-
-_STARTS_REQ = re.compile(r"^[A-Za-z0-9]")
-_CONTINUES = ("<", ">", "=", "!", "~", ";", "'", '"', "(", ")")
-
-
-def split_requirements(text: str) -> list[str]:
-    """Split a list of PEP 508 requirements on commas, whitespace and newlines.
-
-    A fragment that cannot start a requirement (``<2`` after ``numpy>=1.26,``, a marker after
-    ``;``) is joined back to the one before it. Each result is validated; raises ``ValueError``
-    naming the bad item.
-    """
-    fragments = _fragments(text)
-    items: list[list[str]] = []
-    for frag, sep in fragments:
-        joins = items and (
-            not _STARTS_REQ.match(frag)
-            or frag.lower() in {"and", "or", "in", "not"}
-            or items[-1][-1].rstrip().endswith((";", "and", "or", *_CONTINUES[:5], "[", ","))
-            or _open_brackets("".join(items[-1])) > 0
-        )
-        if joins:
-            items[-1].append(sep + frag)
-        else:
-            items.append([frag])
-    result = []
-    for parts in items:
-        item = "".join(parts).strip()
-        try:
-            Requirement(item)
-        except InvalidRequirement as exc:
-            raise ValueError(f"{item!r} is not a valid PEP 508 requirement: {exc}") from exc
-        result.append(item)
-    return result
-
-
-def _fragments(text: str) -> list[tuple[str, str]]:
-    """Fragments with the separator that preceded each (kept for re-joining)."""
-    out: list[tuple[str, str]] = []
-    for m in re.finditer(r"([,\s]*)([^,\s]+)", text):
-        sep = "," if "," in m.group(1) else " "
-        out.append((m.group(2), sep))
-    return out
-
-
-def _open_brackets(text: str) -> int:
-    return text.count("[") - text.count("]") + text.count("(") - text.count(")")

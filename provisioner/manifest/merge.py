@@ -30,6 +30,7 @@ from provisioner.manifest.models import CivitaiModel, HFModel, Manifest, NodeSpe
 from provisioner.manifest.profiles import load_profiles
 from provisioner.manifest.validate import build_manifest, validate_doc
 from provisioner.redact import register_secret
+from provisioner.requirements import split_requirements
 
 DEFAULT_ORIGIN = "default"
 
@@ -202,7 +203,7 @@ def _env_nodes(name: str, value: str) -> list[_Sourced]:
 
 def _env_packages(name: str, value: str) -> list[_Sourced]:
     try:
-        reqs = parse.split_requirements(value)
+        reqs = split_requirements(value)
     except ValueError as exc:
         raise EnvError(
             str(exc), where=f"env:{name}", hint="separate requirements with spaces or newlines"
