@@ -45,7 +45,9 @@ class Target:
 def target(desired: DesiredState, versions: Versions) -> Target:
     """The desired ComfyUI checkout: manifest values override versions.conf."""
     cfg = desired.manifest.comfyui
-    origin = desired.scalar_origins.get("comfyui.ref") or ("manifest" if cfg.ref else versions.path)
+    origin = desired.scalar_origins.get("comfyui.ref") or (
+        "manifest" if cfg.ref else "config/versions.conf"
+    )
     return Target(
         repo=cfg.repo or versions.comfyui_repo,
         ref=cfg.ref or versions.comfyui_commit,
