@@ -1,0 +1,87 @@
+"""Hardening, secret scrubbing, the service allowlist, and the drop-to-user decision."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from provisioner.redact import forget_secrets, redact
+from provisioner.runtime.system import (
+    UserEntry,
+    decide_privileges,
+    harden,
+    lookup_user,
+    scrub_secret_env,
+    service_env,
+)
+
+
+def test_harden_in_a_child_process(tmp_path: Path) -> None:
+    """Hardening is process-wide, so check it in a fresh interpreter and its own child."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bash_history").write_text("secret command")
+    (home / ".python_history").write_text("secret")
+    code = f"""
+import os, resource, subprocess, sys
+from pathlib import Path
+from provisioner.runtime.system import harden
+report = harden(homes=[Path({str(home)!r})])
+open({str(tmp_path / "made")!r}, "w").close()
+os.mkdir({str(tmp_path / "dir")!r})
+child = subprocess.run(["sh", "-c", "ulimit -c; umask"], capture_output=True, text=True)
+print(report.removed_histories, os.environ["HISTFILE"], os.environ["PYTHONDONTWRITEBYTECODE"])
+print(child.stdout.split())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "/dev/null 1" in out and "['0', '0077']" in out
+    assert not (home / ".bash_history").exists() and not (home / ".python_history").exists()
+    assert (tmp_path / "made").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "dir").stat().st_mode & 0o777 == 0o700
+
+
+def test_scrub_registers_and_removes_secrets() -> None:
+    env = {"HUGGINGFACE_TOKEN": "hf_abcdef123", "CIVITAI_TOKEN": "civ_987654", "PATH": "/bin"}
+    try:
+        assert scrub_secret_env(env) == ["HUGGINGFACE_TOKEN", "CIVITAI_TOKEN"]
+        assert env == {"PATH": "/bin"}
+        assert redact("token hf_abcdef123 and civ_987654") == "token *** and ***"
+    finally:
+        forget_secrets()
+
+
+def test_service_env_is_allowlisted() -> None:
+    base = {
+        "PATH": "/bin",
+        "HOME": "/home/sduser",
+        "HF_TOKEN": "hf_x",
+        "HUGGINGFACE_TOKEN": "hf_y",
+        "CIVITAI_TOKEN": "c",
+        "FB_PASSWORD": "plain",
+        "AWS_SECRET_ACCESS_KEY": "aws",
+        "CUDA_VISIBLE_DEVICES": "0",
+    }
+    env = service_env(base, {"FB_PASSWORD": "$2b$10$hash", "CIVITAI_TOKEN": "sneaky"})
+    assert env == {
+        "PATH": "/bin",
+        "HOME": "/home/sduser",
+        "CUDA_VISIBLE_DEVICES": "0",
+        "FB_PASSWORD": "$2b$10$hash",
+    }
+    assert "FB_PASSWORD" not in service_env(base)
+
+
+def test_privilege_decisions() -> None:
+    sd = UserEntry("sduser", 1000, 1000, "/home/sduser")
+    assert decide_privileges(0, "sduser", sd).action == "drop"
+    stay = decide_privileges(0, "sduser", None)
+    assert stay.action == "stay" and "does not exist" in stay.warnings[0]
+    assert decide_privileges(1000, "sduser", sd).action == "stay"
+    assert decide_privileges(1000, "sduser", sd).warnings == ()
+    rootish = decide_privileges(0, "toor", UserEntry("toor", 0, 0, "/root"))
+    assert rootish.action == "stay" and rootish.warnings
+    assert lookup_user("root") == UserEntry("root", 0, 0, "/root")
+    assert lookup_user("no-such-user-phoenix") is None
