@@ -10,7 +10,6 @@ from provisioner.redact import forget_secrets, redact
 from provisioner.runtime.system import (
     UserEntry,
     decide_privileges,
-    harden,
     lookup_user,
     scrub_secret_env,
     service_env,
