@@ -24,6 +24,10 @@ COMMANDS = (
     "plan",
     "schema",
     "env",
+    "run",
+    "cleanup",
+    "status",
+    "doctor",
 )
 
 EXIT_OK, EXIT_USER, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

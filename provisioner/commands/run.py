@@ -1,0 +1,46 @@
+"""``phoenix run``: the container's main process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from provisioner.commands.common import add_source_options
+from provisioner.runtime.run import RunOptions, run_pod
+
+HELP = "harden, apply, launch ComfyUI and services, wait for a signal, stop and clean up"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``phoenix run``."""
+    add_source_options(parser)
+    parser.add_argument(
+        "--skip-apply", action="store_true", help="launch with what is on disk; change nothing"
+    )
+    parser.add_argument("--jobs", type=int, default=4, help="parallel downloads (default 4)")
+    parser.add_argument(
+        "--health-port", type=int, help="health API port (default: services.health.port, 8189)"
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=float(os.environ.get("PHOENIX_STOP_GRACE", "10")),
+        help="seconds the container gets to stop (docker's default 10; $PHOENIX_STOP_GRACE); "
+        "stopping services and cleanup fit inside it",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT or a failure; see :mod:`provisioner.runtime.run` for exit codes."""
+    root = args.root or os.environ.get("PHOENIX_ROOT")
+    options = RunOptions(
+        root=Path(root) if root else None,
+        manifest=args.manifest or os.environ.get("PHOENIX_MANIFEST"),
+        health_port=args.health_port,
+        skip_apply=args.skip_apply,
+        jobs=args.jobs,
+        grace_s=args.grace,
+        stop_timeout_s=max(1.0, min(5.0, args.grace / 2)),
+    )
+    return run_pod(options)
