@@ -59,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PhoenixError as exc:
         print(f"phoenix: error: {redact(exc.render())}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (`phoenix plan | head`): stop quietly, as cat would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("phoenix: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

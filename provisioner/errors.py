@@ -1,4 +1,4 @@
-"""One error hierarchy. The CLI maps each to an exit code and a message; no user error is a traceback.
+"""One error hierarchy; the CLI maps each to an exit code and a message, never a traceback.
 
 A user-facing error reads like a good compiler's: *where* (``file:line:col`` and key path, or the
 env var and item), *what* was expected and found, and *how* to fix it.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class PhoenixError(Exception):
-    """Base of every error Phoenix raises on purpose. Exit code 1 unless a subclass says otherwise."""
+    """Base of every error Phoenix raises on purpose; exit code 1 unless a subclass says so."""
 
     exit_code = 1
 
@@ -92,3 +92,17 @@ class InternalError(PhoenixError):
     """A bug in Phoenix. Exit code 3."""
 
     exit_code = 3
+
+
+class ManifestErrors(ManifestError):
+    """Several located manifest problems, reported together (most useful first)."""
+
+    def __init__(self, problems: list[ManifestError]) -> None:
+        first = problems[0]
+        super().__init__(first.message, where=first.where, hint=first.hint)
+        self.problems = problems
+
+    def render(self) -> str:
+        body = "\n".join(p.render() for p in self.problems)
+        more = len(self.problems)
+        return body if more == 1 else f"{more} problems in the manifest:\n{body}"

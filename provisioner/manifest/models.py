@@ -140,7 +140,7 @@ class URLModel(_ModelCommon):
     url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = Field(
         ..., description="http(s) URL of the file."
     )
-    sha256: Annotated[str, Field(pattern=SHA256_RE)] = Field(  # type: ignore[assignment]
+    sha256: Annotated[str, Field(pattern=SHA256_RE)] = Field(
         ..., description="SHA256 of the file (64 hex). Required for plain URLs."
     )
     name: Annotated[str, Field(pattern=FILE_NAME_RE)] | None = Field(
@@ -191,7 +191,7 @@ class ComfyUIConfig(_Strict):
     args: list[str] = Field(
         default_factory=list, description="Extra ComfyUI arguments, appended last."
     )
-    performance: Performance = Field(default_factory=Performance)  # type: ignore[arg-type]
+    performance: Performance = Field(default_factory=Performance)
     required: bool = Field(True, description="ComfyUI failing to install stops the launch.")
 
 
@@ -228,8 +228,8 @@ class Health(_Strict):
 class Services(_Strict):
     """Services Phoenix supervises next to ComfyUI."""
 
-    filebrowser: FileBrowser = Field(default_factory=FileBrowser)  # type: ignore[arg-type]
-    health: Health = Field(default_factory=Health)  # type: ignore[arg-type]
+    filebrowser: FileBrowser = Field(default_factory=FileBrowser)
+    health: Health = Field(default_factory=Health)
 
 
 class Security(_Strict):
@@ -256,15 +256,15 @@ class Manifest(_Strict):
 
     version: Literal[1] = Field(1, description="Manifest format version.")
     debug: bool = Field(False, description="Verbose logging.")
-    storage: Storage = Field(default_factory=Storage)  # type: ignore[arg-type]
-    comfyui: ComfyUIConfig = Field(default_factory=ComfyUIConfig)  # type: ignore[arg-type]
+    storage: Storage = Field(default_factory=Storage)
+    comfyui: ComfyUIConfig = Field(default_factory=ComfyUIConfig)
     models: list[ModelEntry] = Field(default_factory=list, description="Models to place.")
     nodes: list[NodeSpec] = Field(default_factory=list, description="Custom nodes to install.")
     packages: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="Extra Python requirements (PEP 508)."
     )
-    services: Services = Field(default_factory=Services)  # type: ignore[arg-type]
-    security: Security = Field(default_factory=Security)  # type: ignore[arg-type]
+    services: Services = Field(default_factory=Services)
+    security: Security = Field(default_factory=Security)
 
 
 _GLOB = re.compile(r"[*?\[]")

@@ -1,4 +1,4 @@
-"""The unit of a plan: one :class:`Change` per item, rendered by ``plan`` and executed by ``apply``."""
+"""The unit of a plan: one :class:`Change` per item, shown by ``plan``, executed by ``apply``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,35 @@
+"""``phoenix plan``: the diff between the desired state and the workspace. Offline, read-only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from provisioner.commands.common import add_source_options, load_inputs
+
+HELP = "show what apply would change (read-only; exit 2 with --detailed-exitcode on changes)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_source_options(parser)
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when nothing changes, 2 when changes are pending, 1 on errors",
+    )
+    parser.add_argument("--verify", action="store_true", help="re-hash placed files (slow)")
+    parser.add_argument("--prune", action="store_true", help="count removals as changes")
+
+
+def run(args: argparse.Namespace) -> int:
+    from provisioner.plan.build import build_plan
+    from provisioner.plan.render import render_json, render_text, use_color
+
+    desired, _, layout, versions = load_inputs(args)
+    plan = build_plan(desired, layout, versions, verify=args.verify)
+    if args.format == "json":
+        print(render_json(plan, args.prune))
+    else:
+        print(render_text(plan, color=use_color(sys.stdout), prune=args.prune))
+    return 2 if args.detailed_exitcode and plan.has_changes(args.prune) else 0

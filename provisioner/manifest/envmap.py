@@ -1,0 +1,245 @@
+"""The environment variable table, as data.
+
+``phoenix env``, the README's Basic/Advanced tables and the RunPod template are all generated
+from :data:`ENV_VARS`, so they cannot drift from what Phoenix actually reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal[
+    "bool", "str", "secret", "path", "url", "hf-list", "civitai-list", "node-list", "package-list"
+]
+Tier = Literal["Basic", "Advanced"]
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One variable Phoenix reads."""
+
+    name: str
+    kind: Kind
+    default: str | None
+    manifest_path: str | None
+    tier: Tier
+    secret: bool
+    help: str
+    #: for Civitai lists: the ComfyUI folder their items go to
+    folder: str | None = None
+    #: another variable this one is an alias of
+    alias_of: str | None = None
+
+
+ENV_VARS: tuple[EnvVar, ...] = (
+    EnvVar(
+        "HUGGINGFACE_TOKEN",
+        "secret",
+        None,
+        None,
+        "Basic",
+        True,
+        "Hugging Face token; needed for gated repos such as FLUX.1-dev (accept the license on "
+        "the repo page first). Held in memory only.",
+    ),
+    EnvVar(
+        "HF_TOKEN",
+        "secret",
+        None,
+        None,
+        "Advanced",
+        True,
+        "Alias of HUGGINGFACE_TOKEN (used when that one is unset).",
+        alias_of="HUGGINGFACE_TOKEN",
+    ),
+    EnvVar(
+        "CIVITAI_TOKEN",
+        "secret",
+        None,
+        None,
+        "Basic",
+        True,
+        "Civitai API token; sent only to the Civitai API host as a header, never in a URL.",
+    ),
+    EnvVar(
+        "HF_REPOS_TO_DOWNLOAD",
+        "hf-list",
+        "black-forest-labs/FLUX.1-dev",
+        "models",
+        "Basic",
+        False,
+        "Hugging Face repos/files: org/repo, org/repo@rev, org/repo:file-or-glob, or a "
+        "/resolve/ URL. The default applies only when no manifest lists models; set it empty "
+        "to download nothing from Hugging Face.",
+    ),
+    EnvVar(
+        "CIVITAI_CHECKPOINTS_TO_DOWNLOAD",
+        "civitai-list",
+        None,
+        "models",
+        "Basic",
+        False,
+        "Civitai checkpoints: id, id@versionId, AIR URN or civitai.com URL.",
+        folder="checkpoints",
+    ),
+    EnvVar(
+        "CIVITAI_LORAS_TO_DOWNLOAD",
+        "civitai-list",
+        None,
+        "models",
+        "Basic",
+        False,
+        "Civitai LoRAs: id, id@versionId, AIR URN or civitai.com URL.",
+        folder="loras",
+    ),
+    EnvVar(
+        "CIVITAI_VAES_TO_DOWNLOAD",
+        "civitai-list",
+        None,
+        "models",
+        "Advanced",
+        False,
+        "Civitai VAEs: id, id@versionId, AIR URN or civitai.com URL.",
+        folder="vae",
+    ),
+    EnvVar(
+        "COMFY_CUSTOM_NODE_GIT_URLS",
+        "node-list",
+        None,
+        "nodes",
+        "Advanced",
+        False,
+        "Custom node git URLs, optionally pinned: https://github.com/owner/repo@<tag|commit>.",
+    ),
+    EnvVar(
+        "EXTRA_PYTHON_PACKAGES",
+        "package-list",
+        None,
+        "packages",
+        "Advanced",
+        False,
+        "Extra PEP 508 requirements (numpy>=1.26,<2 keeps its comma). Installed without ever "
+        "replacing the image's torch/CUDA stack.",
+    ),
+    EnvVar(
+        "FB_USERNAME",
+        "str",
+        "admin",
+        "services.filebrowser.username",
+        "Advanced",
+        False,
+        "FileBrowser user name.",
+    ),
+    EnvVar(
+        "FB_PASSWORD",
+        "secret",
+        None,
+        None,
+        "Basic",
+        True,
+        "FileBrowser password; when empty a 24-character one is generated and shown once on "
+        "the console.",
+    ),
+    EnvVar(
+        "USE_VOLUME",
+        "bool",
+        "false",
+        "storage.mode",
+        "Advanced",
+        False,
+        "true: use the persistent volume; false: ephemeral. Unset: auto-detect a mounted "
+        "/workspace or /runpod-volume.",
+    ),
+    EnvVar(
+        "PARANOID_MODE",
+        "bool",
+        "false",
+        "security.paranoid",
+        "Advanced",
+        False,
+        "On exit, overwrite and remove inputs, outputs, logs and caches of an ephemeral workspace.",
+    ),
+    EnvVar(
+        "DEBUG_MODE",
+        "bool",
+        "false",
+        "debug",
+        "Advanced",
+        False,
+        "Verbose logging and tracebacks for internal errors (secrets stay redacted).",
+    ),
+    EnvVar(
+        "PHOENIX_MANIFEST",
+        "path",
+        None,
+        None,
+        "Advanced",
+        False,
+        "Path of a mounted manifest.yaml (same as --manifest).",
+    ),
+    EnvVar(
+        "PHOENIX_ROOT",
+        "path",
+        "/workspace",
+        "storage.root",
+        "Advanced",
+        False,
+        "Workspace root: models, custom nodes, inputs, outputs (same as --root).",
+    ),
+    EnvVar(
+        "CIVITAI_API_BASE",
+        "url",
+        "https://civitai.com",
+        None,
+        "Advanced",
+        False,
+        "Civitai API base URL (proxies, mirrors, tests).",
+    ),
+    EnvVar(
+        "HF_ENDPOINT",
+        "url",
+        "https://huggingface.co",
+        None,
+        "Advanced",
+        False,
+        "Hugging Face endpoint (mirrors, tests); read by huggingface_hub.",
+    ),
+)
+
+BY_NAME: dict[str, EnvVar] = {v.name: v for v in ENV_VARS}
+
+#: The 13 template variables of REQUIREMENTS.md (the seed set).
+SEED_VARIABLES = (
+    "DEBUG_MODE",
+    "HUGGINGFACE_TOKEN",
+    "CIVITAI_TOKEN",
+    "HF_REPOS_TO_DOWNLOAD",
+    "CIVITAI_CHECKPOINTS_TO_DOWNLOAD",
+    "CIVITAI_LORAS_TO_DOWNLOAD",
+    "CIVITAI_VAES_TO_DOWNLOAD",
+    "EXTRA_PYTHON_PACKAGES",
+    "FB_USERNAME",
+    "FB_PASSWORD",
+    "USE_VOLUME",
+    "PARANOID_MODE",
+    "COMFY_CUSTOM_NODE_GIT_URLS",
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_bool(value: str) -> bool:
+    """Parse a boolean env value; raises ``ValueError`` with the accepted spellings."""
+    low = value.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError("expected true/false (also 1/0, yes/no, on/off)")
+
+
+def split_list(value: str) -> list[str]:
+    """Split a list variable on commas, whitespace and newlines; empty items are dropped."""
+    return [part for part in value.replace(",", " ").split() if part]

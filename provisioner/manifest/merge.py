@@ -1,0 +1,363 @@
+"""Merge defaults < manifest < environment into a :class:`DesiredState`, recording origins.
+
+Rules (documented in the README):
+- Scalars from env vars override the manifest (``FB_USERNAME``, ``USE_VOLUME``, ``PARANOID_MODE``,
+  ``DEBUG_MODE``, ``PHOENIX_ROOT``).
+- Lists from env vars are appended to the manifest's lists; an item already present (same
+  identity) is kept once, with the first origin.
+- ``HF_REPOS_TO_DOWNLOAD``'s default (FLUX.1-dev, the embedded ``manifests/default.yaml``) applies
+  only when the variable is unset *and* the manifest lists no models. Set it empty to get none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from provisioner.errors import EnvError, ManifestError, PhoenixError
+from provisioner.manifest import items as parse
+from provisioner.manifest.desired import (
+    DesiredModel,
+    DesiredNode,
+    DesiredPackage,
+    DesiredState,
+    Secrets,
+)
+from provisioner.manifest.envmap import BY_NAME, ENV_VARS, parse_bool, split_list
+from provisioner.manifest.load import ManifestDoc, load_manifest_file
+from provisioner.manifest.models import CivitaiModel, HFModel, Manifest, NodeSpec, URLModel, is_glob
+from provisioner.manifest.profiles import load_profiles
+from provisioner.manifest.validate import build_manifest, validate_doc
+from provisioner.redact import register_secret
+
+DEFAULT_ORIGIN = "default"
+
+
+@dataclass
+class _Sourced:
+    """A raw list entry (manifest dict or env-made dict) with its origin."""
+
+    data: Any
+    origin: str
+
+
+@dataclass
+class _Merged:
+    models: list[_Sourced] = field(default_factory=list)
+    nodes: list[_Sourced] = field(default_factory=list)
+    packages: list[_Sourced] = field(default_factory=list)
+
+
+def read_secrets(env: Mapping[str, str]) -> Secrets:
+    """Tokens and passwords from the environment, registered for redaction."""
+    hf = env.get("HUGGINGFACE_TOKEN") or env.get("HF_TOKEN") or None
+    civitai = env.get("CIVITAI_TOKEN") or None
+    fb = env.get("FB_PASSWORD") or None
+    for value in (hf, civitai, fb):
+        register_secret(value)
+    return Secrets(hf_token=hf, civitai_token=civitai, fb_password=fb)
+
+
+def load_desired(manifest_path: str | None, env: Mapping[str, str]) -> tuple[DesiredState, Secrets]:
+    """The desired state from an optional manifest file and the environment."""
+    secrets = read_secrets(env)
+    path = manifest_path or env.get("PHOENIX_MANIFEST") or None
+    doc = load_manifest_file(path) if path else None
+    user = validate_doc(doc) if doc else None
+    return merge(doc, user, env), secrets
+
+
+def merge(doc: ManifestDoc | None, user: Manifest | None, env: Mapping[str, str]) -> DesiredState:
+    """Pure merge of a validated manifest (optional) with the environment."""
+    data: dict[str, Any] = dict(doc.data) if doc else {"version": 1}
+    merged = _Merged()
+    if doc:
+        for key in ("models", "nodes", "packages"):
+            for i, entry in enumerate(doc.data.get(key, []) or []):
+                getattr(merged, key).append(_Sourced(entry, doc.where([key, i])))
+    scalar_origins = _apply_env_scalars(data, env)
+    warnings: list[str] = []
+    _apply_env_lists(merged, env, has_manifest_models=bool(merged.models))
+    data["models"] = [s.data for s in merged.models]
+    data["nodes"] = [s.data for s in merged.nodes]
+    data["packages"] = [s.data for s in merged.packages]
+    manifest = build_manifest(data, doc)
+    models = _desired_models(manifest, merged, warnings)
+    nodes = _desired_nodes(manifest, merged, warnings)
+    packages = _desired_packages(manifest, merged)
+    if not (env.get("HUGGINGFACE_TOKEN") or env.get("HF_TOKEN")):
+        warnings.extend(_gated_warnings(models))
+    return DesiredState(
+        manifest=manifest,
+        models=tuple(models),
+        nodes=tuple(nodes),
+        packages=tuple(packages),
+        scalar_origins=scalar_origins,
+        warnings=tuple(warnings),
+        manifest_path=doc.path if doc else None,
+    )
+
+
+def _apply_env_scalars(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    origins: dict[str, str] = {}
+    for var in ENV_VARS:
+        if var.manifest_path is None or var.kind.endswith("-list") or var.name not in env:
+            continue
+        raw = env[var.name]
+        value: Any = raw
+        if var.kind == "bool":
+            if not raw.strip():
+                continue
+            try:
+                flag = parse_bool(raw)
+            except ValueError as exc:
+                raise EnvError(f"invalid value {raw!r}: {exc}", where=f"env:{var.name}") from None
+            value = ("volume" if flag else "ephemeral") if var.name == "USE_VOLUME" else flag
+        elif not raw.strip():
+            raise EnvError(
+                "is set but empty",
+                where=f"env:{var.name}",
+                hint=f"unset it or give a value ({var.help})",
+            )
+        _set_path(data, var.manifest_path, value)
+        origins[var.manifest_path] = f"env:{var.name}"
+    return origins
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, last = dotted.split(".")
+    for key in parents:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+        node[key] = child = dict(child)
+        node = child
+    node[last] = value
+
+
+def _apply_env_lists(merged: _Merged, env: Mapping[str, str], *, has_manifest_models: bool) -> None:
+    hf_var = BY_NAME["HF_REPOS_TO_DOWNLOAD"]
+    if hf_var.name in env:
+        merged.models.extend(_env_hf(env[hf_var.name]))
+    elif not has_manifest_models:
+        merged.models.extend(_default_models())
+    for var in ENV_VARS:
+        if var.name not in env:
+            continue
+        value = env[var.name]
+        if var.kind == "civitai-list":
+            merged.models.extend(_env_civitai(var.name, value, var.folder))
+        elif var.kind == "node-list":
+            merged.nodes.extend(_env_nodes(var.name, value))
+        elif var.kind == "package-list":
+            merged.packages.extend(_env_packages(var.name, value))
+
+
+def _env_hf(value: str) -> list[_Sourced]:
+    out = []
+    for i, item in enumerate(split_list(value)):
+        where = f"env:HF_REPOS_TO_DOWNLOAD[{i}]"
+        try:
+            hf = parse.parse_hf_item(item)
+        except ValueError as exc:
+            raise EnvError(f"invalid item {item!r}: {exc}", where=where) from None
+        entry: dict[str, Any] = {"hf": hf.repo}
+        if hf.revision:
+            entry["revision"] = hf.revision
+        if hf.pattern:
+            entry["files"] = [hf.pattern]
+        out.append(_Sourced(entry, where))
+    return out
+
+
+def _env_civitai(name: str, value: str, folder: str | None) -> list[_Sourced]:
+    out = []
+    for i, item in enumerate(split_list(value)):
+        where = f"env:{name}[{i}]"
+        try:
+            parse.parse_civitai_ref(item)
+        except ValueError as exc:
+            raise EnvError(f"invalid item {item!r}: {exc}", where=where) from None
+        entry: dict[str, Any] = {"civitai": item}
+        if folder:
+            entry["type"] = folder
+        out.append(_Sourced(entry, where))
+    return out
+
+
+def _env_nodes(name: str, value: str) -> list[_Sourced]:
+    out = []
+    for i, item in enumerate(split_list(value)):
+        where = f"env:{name}[{i}]"
+        try:
+            node = parse.parse_node_item(item)
+        except ValueError as exc:
+            raise EnvError(f"invalid item {item!r}: {exc}", where=where) from None
+        entry = {"url": node.url, **({"ref": node.ref} if node.ref else {})}
+        out.append(_Sourced(entry, where))
+    return out
+
+
+def _env_packages(name: str, value: str) -> list[_Sourced]:
+    try:
+        reqs = parse.split_requirements(value)
+    except ValueError as exc:
+        raise EnvError(
+            str(exc), where=f"env:{name}", hint="separate requirements with spaces or newlines"
+        ) from None
+    return [_Sourced(req, f"env:{name}[{i}]") for i, req in enumerate(reqs)]
+
+
+def _default_models() -> list[_Sourced]:
+    from provisioner.resources import manifests_dir
+
+    doc = load_manifest_file(str(manifests_dir() / "default.yaml"))
+    return [_Sourced(entry, DEFAULT_ORIGIN) for entry in doc.data.get("models", [])]
+
+
+def _desired_models(manifest: Manifest, merged: _Merged, warnings: list[str]) -> list[DesiredModel]:
+    profiles = load_profiles()
+    out: dict[str, DesiredModel] = {}
+
+    def add(model: DesiredModel) -> None:
+        out.setdefault(model.id, model)
+
+    pending = list(zip(manifest.models, (s.origin for s in merged.models), strict=True))
+    while pending:
+        entry, origin = pending.pop(0)
+        if isinstance(entry, HFModel):
+            profile = profiles.get(entry.hf)
+            if entry.files is None and profile is not None:
+                for fname, profile_folder in profile.files.items():
+                    add(_hf_file(entry, fname, entry.type or profile_folder, origin))
+                pending[0:0] = [
+                    (HFModel.model_validate(companion), f"{origin} (profile)")
+                    for companion in profile.with_
+                ]
+                continue
+            if entry.files is None:
+                warnings.append(
+                    f"{entry.hf} ({origin}) has no profile and no 'files': every *.safetensors "
+                    "file of the repo will be fetched; list the files you need"
+                )
+            for pattern in entry.files or ["*.safetensors"]:
+                folder = entry.type or (profile.files.get(pattern) if profile else None)
+                if is_glob(pattern):
+                    add(DesiredModel(f"hf:{entry.hf}:{pattern}", "hf", entry, origin, folder))
+                else:
+                    add(_hf_file(entry, pattern, folder, origin))
+        elif isinstance(entry, CivitaiModel):
+            ref = parse.parse_civitai_ref(str(entry.civitai))
+            add(
+                DesiredModel(
+                    f"civitai:{ref.key}",
+                    "civitai",
+                    entry,
+                    origin,
+                    entry.type,
+                    sha256=_lower(entry.sha256),
+                )
+            )
+        else:
+            add(_url_model(entry, origin))
+    return list(out.values())
+
+
+def _hf_file(entry: HFModel, fname: str, folder: str | None, origin: str) -> DesiredModel:
+    single = entry.model_copy(update={"files": [fname]})
+    return DesiredModel(
+        f"hf:{entry.hf}/{fname}",
+        "hf",
+        single,
+        origin,
+        folder,
+        filename=fname.rsplit("/", 1)[-1],
+        sha256=_lower(entry.sha256),
+    )
+
+
+def _url_model(entry: URLModel, origin: str) -> DesiredModel:
+    from urllib.parse import unquote, urlsplit
+
+    name = entry.name or unquote(urlsplit(entry.url).path.rsplit("/", 1)[-1]) or None
+    return DesiredModel(
+        f"url:{entry.url}", "url", entry, origin, entry.type, name, sha256=entry.sha256.lower()
+    )
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if value else None
+
+
+def _desired_nodes(manifest: Manifest, merged: _Merged, warnings: list[str]) -> list[DesiredNode]:
+    out: dict[str, DesiredNode] = {}
+    for spec, sourced in zip(manifest.nodes, merged.nodes, strict=True):
+        name = spec.name or parse.parse_node_item(spec.url).name
+        node = DesiredNode(f"node:{name}", name, spec, sourced.origin)
+        seen = out.get(name)
+        if seen and _same_repo(seen.spec, spec):
+            continue
+        if seen:
+            raise _conflict(
+                sourced.origin,
+                f"node folder '{name}' is requested twice with different sources "
+                f"({seen.origin}: {seen.spec.url}@{seen.spec.ref or 'default branch'})",
+                "give one of them a distinct 'name:' or remove the duplicate",
+            )
+        out[name] = node
+    return list(out.values())
+
+
+def _same_repo(a: NodeSpec, b: NodeSpec) -> bool:
+    def norm(url: str) -> str:
+        return url.rstrip("/").removesuffix(".git").lower()
+
+    return norm(a.url) == norm(b.url) and (a.ref == b.ref or b.ref is None)
+
+
+def _desired_packages(manifest: Manifest, merged: _Merged) -> list[DesiredPackage]:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    out: dict[str, DesiredPackage] = {}
+    for text, sourced in zip(manifest.packages, merged.packages, strict=True):
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as exc:
+            raise _conflict(
+                sourced.origin,
+                f"{text!r} is not a valid PEP 508 requirement: {exc}",
+                "e.g. 'numpy>=1.26,<2' or 'opencv-python-headless==4.10.0.84'",
+            ) from None
+        key = canonicalize_name(req.name)
+        seen = out.get(key)
+        if seen and Requirement(seen.requirement) == req:
+            continue
+        if seen:
+            raise _conflict(
+                sourced.origin,
+                f"{req.name} is requested twice with different specifiers "
+                f"({seen.origin}: {seen.requirement!r}; here: {text!r})",
+                "keep one requirement per package",
+            )
+        out[key] = DesiredPackage(f"pkg:{key}", text.strip(), sourced.origin)
+    return list(out.values())
+
+
+def _conflict(origin: str, message: str, hint: str) -> PhoenixError:
+    if origin.startswith("env:"):
+        return EnvError(message, where=origin, hint=hint)
+    return ManifestError(message, where=origin, hint=hint)
+
+
+def _gated_warnings(models: list[DesiredModel]) -> list[str]:
+    profiles = load_profiles()
+    repos = sorted({m.entry.hf for m in models if isinstance(m.entry, HFModel)})
+    return [
+        f"{repo} is gated: set HUGGINGFACE_TOKEN (or HF_TOKEN) and accept the license at "
+        f"https://huggingface.co/{repo}"
+        for repo in repos
+        if (p := profiles.get(repo)) is not None and p.gated
+    ]

@@ -1,0 +1,162 @@
+"""``phoenix plan``: offline, read-only, exit codes, provenance, redaction, no-op detection."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jsonschema
+
+from provisioner.actions.models import request_key
+from provisioner.config import load_versions
+from provisioner.layout import Layout
+from provisioner.manifest.merge import load_desired
+from provisioner.plan.build import build_plan
+from provisioner.resources import schemas_dir
+from provisioner.state import ModelRecord, StateStore, file_record
+from tests.conftest import clean_env, run_phoenix
+
+FLUX_DESTS = {
+    "models/diffusion_models/flux1-dev.safetensors",
+    "models/vae/ae.safetensors",
+    "models/text_encoders/clip_l.safetensors",
+    "models/text_encoders/t5xxl_fp16.safetensors",
+}
+SECRETS = {
+    "HUGGINGFACE_TOKEN": "hf_PLANTEDhuggingfacetoken123",
+    "CIVITAI_TOKEN": "PLANTEDcivitaitoken456",
+    "FB_PASSWORD": "PLANTEDfilebrowserpw789",
+}
+
+
+def test_fresh_plan_lists_flux_default_and_exits_2(tmp_path: Path) -> None:
+    env = clean_env(PHOENIX_ROOT=str(tmp_path / "ws"))
+    result = run_phoenix("plan", "--detailed-exitcode", env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stdout.splitlines()
+    for dest in FLUX_DESTS:
+        line = next(ln for ln in lines if dest in ln)
+        assert line.lstrip().startswith("+ model") and "[default]" in line
+    assert "black-forest-labs/FLUX.1-dev is gated" in result.stdout
+    assert not (tmp_path / "ws").exists(), "plan must not write"
+
+
+def test_plan_without_detailed_exitcode_exits_0(tmp_path: Path) -> None:
+    result = run_phoenix("plan", "--root", str(tmp_path), env=clean_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_json_plan_matches_committed_schema(tmp_path: Path) -> None:
+    result = run_phoenix("plan", "--format", "json", "--root", str(tmp_path), env=clean_env())
+    doc = json.loads(result.stdout)
+    schema = json.loads((schemas_dir() / "plan.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    models = [i for i in doc["items"] if i["kind"] == "model"]
+    assert {i["dest"] for i in models} == FLUX_DESTS
+    assert all(i["origin"] == "default" and i["action"] == "create" for i in models)
+    assert doc["summary"]["unknown_sizes"] == 4
+    assert any("gated" in w for w in doc["warnings"])
+
+
+def test_all_seed_variables_never_leak_tokens(tmp_path: Path) -> None:
+    env = clean_env(
+        **SECRETS,
+        DEBUG_MODE="true",
+        HF_REPOS_TO_DOWNLOAD="black-forest-labs/FLUX.1-dev",
+        CIVITAI_CHECKPOINTS_TO_DOWNLOAD="101055",
+        CIVITAI_LORAS_TO_DOWNLOAD="618692@691639",
+        CIVITAI_VAES_TO_DOWNLOAD="urn:air:sdxl:vae:civitai:333@444",
+        EXTRA_PYTHON_PACKAGES="numpy>=1.26,<3 six",
+        FB_USERNAME="operator",
+        USE_VOLUME="false",
+        PARANOID_MODE="true",
+        COMFY_CUSTOM_NODE_GIT_URLS="https://github.com/city96/ComfyUI-GGUF@v1",
+        PHOENIX_ROOT=str(tmp_path),
+    )
+    text = run_phoenix("plan", env=env)
+    js = run_phoenix("plan", "--format", "json", env=env)
+    assert text.returncode == js.returncode == 0, text.stderr + js.stderr
+    for output in (text.stdout + text.stderr, js.stdout + js.stderr):
+        for secret in SECRETS.values():
+            assert secret not in output
+    origins = {i["id"]: i["origin"] for i in json.loads(js.stdout)["items"]}
+    assert origins["civitai:101055"] == "env:CIVITAI_CHECKPOINTS_TO_DOWNLOAD[0]"
+    assert origins["civitai:618692@691639"] == "env:CIVITAI_LORAS_TO_DOWNLOAD[0]"
+    assert origins["civitai:333@444"] == "env:CIVITAI_VAES_TO_DOWNLOAD[0]"
+    assert (
+        origins["hf:black-forest-labs/FLUX.1-dev/ae.safetensors"] == "env:HF_REPOS_TO_DOWNLOAD[0]"
+    )
+
+
+def _place_everything(root: Path) -> None:
+    """Put every desired model on disk and record it, as apply does."""
+    desired, _ = load_desired(None, {})
+    layout = Layout(root)
+    for folder in ("models", "custom_nodes", "input", "output", "user", ".phoenix"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    store = StateStore(layout)
+    for model in desired.models:
+        path = root / "models" / str(model.folder) / str(model.filename)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(model.id.encode())
+        import hashlib
+
+        digest = hashlib.sha256(model.id.encode()).hexdigest()
+        store.put_model(
+            ModelRecord(
+                model.id,
+                model.source,
+                (file_record(root, path, digest),),
+                {"request": request_key(model)},
+            )
+        )
+
+
+def test_plan_after_everything_is_placed_reports_no_changes(tmp_path: Path) -> None:
+    _place_everything(tmp_path)
+    result = run_phoenix("plan", "--detailed-exitcode", "--root", str(tmp_path), env=clean_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 to create, 0 to update" in result.stdout
+    verified = run_phoenix(
+        "plan", "--verify", "--detailed-exitcode", "--root", str(tmp_path), env=clean_env()
+    )
+    assert verified.returncode == 0, verified.stdout
+
+
+def test_drifted_missing_and_dropped_files(tmp_path: Path) -> None:
+    _place_everything(tmp_path)
+    ae = tmp_path / "models/vae/ae.safetensors"
+    ae.write_bytes(b"tampered, longer than before")
+    (tmp_path / "models/text_encoders/clip_l.safetensors").unlink()
+    desired, _ = load_desired(None, {"HF_REPOS_TO_DOWNLOAD": "black-forest-labs/FLUX.1-dev"})
+    desired_less = type(desired)(desired.manifest, desired.models[:-1])
+    plan = build_plan(desired_less, Layout(tmp_path), load_versions())
+    by_id = {c.id: c for c in plan.changes}
+    assert by_id["hf:black-forest-labs/FLUX.1-dev/ae.safetensors"].action == "update"
+    assert "drifted" in by_id["hf:black-forest-labs/FLUX.1-dev/ae.safetensors"].reason
+    assert by_id["hf:comfyanonymous/flux_text_encoders/clip_l.safetensors"].action == "update"
+    dropped = by_id[desired.models[-1].id]
+    assert dropped.action == "delete" and "--prune" in dropped.reason
+    assert plan.has_changes() and plan.has_changes(prune=True)
+
+
+def test_verify_detects_same_size_corruption(tmp_path: Path) -> None:
+    _place_everything(tmp_path)
+    ae = tmp_path / "models/vae/ae.safetensors"
+    st = ae.stat()
+    data = bytearray(ae.read_bytes())
+    data[0] ^= 1
+    ae.write_bytes(bytes(data))
+    os.utime(ae, ns=(st.st_atime_ns, st.st_mtime_ns))
+    desired, _ = load_desired(None, {})
+    quick = build_plan(desired, Layout(tmp_path), load_versions())
+    slow = build_plan(desired, Layout(tmp_path), load_versions(), verify=True)
+    ae_id = "hf:black-forest-labs/FLUX.1-dev/ae.safetensors"
+    assert next(c for c in quick.changes if c.id == ae_id).action == "unchanged"
+    assert next(c for c in slow.changes if c.id == ae_id).action == "update"
+
+
+def test_no_color_off_terminal_and_with_no_color(tmp_path: Path) -> None:
+    result = run_phoenix("plan", "--root", str(tmp_path), env=clean_env())
+    assert "\033[" not in result.stdout
