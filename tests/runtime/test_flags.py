@@ -126,15 +126,22 @@ def test_listen_and_port_from_manifest() -> None:
     )
 
 
-def _real_flags() -> set[str]:
-    lines = (DATA / "comfyui_cli_flags.txt").read_text().splitlines()
+def _flags_at(name: str) -> set[str]:
+    lines = (DATA / name).read_text().splitlines()
     return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def _real_flags() -> set[str]:
+    """Flags accepted both by a recent ComfyUI and by an older release line."""
+    return _flags_at("comfyui_cli_flags.txt") & _flags_at("comfyui_cli_flags_689db36.txt")
 
 
 def test_every_emittable_flag_exists_in_real_comfyui() -> None:
     real = _real_flags()
     assert emittable_flags() <= real, emittable_flags() - real
-    assert "--normalvram" not in real
+    assert "--base-directory" in real
+    assert "--normalvram" not in _flags_at("comfyui_cli_flags.txt")
+    assert "--normalvram" in _flags_at("comfyui_cli_flags_689db36.txt")
 
 
 def test_table_flags_exist_in_real_comfyui() -> None:
