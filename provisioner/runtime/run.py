@@ -247,6 +247,8 @@ def run_pod(
         )
         layout = Layout(report.root)
         _prepare_root(layout)
+        # for `scripts/service_manager.sh stop`; .phoenix/run/ is removed at cleanup
+        atomic_write_text(layout.phoenix / "run" / "phoenix.pid", f"{os.getpid()}\n")
         needed = _needed_bytes(desired, layout)
         if needed:
             report = storage.assess_storage(
