@@ -74,7 +74,7 @@ class ServiceState:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     last_exit: int | None = None
-    started_at: float = 0.0
+    started_at: float | None = None
     next_start: float = 0.0
     ready: bool = False
     last_probe: float = 0.0
@@ -233,7 +233,7 @@ class Supervisor:
         policy = svc.spec.restart
         if svc.proc is not None:
             _killpg(svc.proc.pid, signal.SIGKILL)  # whatever it left behind in its group
-        if svc.started_at and now - svc.started_at >= policy.reset_after:
+        if svc.started_at is not None and now - svc.started_at >= policy.reset_after:
             svc.restarts = 0
         if svc.restarts >= policy.max_restarts:
             svc.state = "failed"
