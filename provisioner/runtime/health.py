@@ -59,6 +59,16 @@ class StatusBoard:
             ok = sum(1 for r in results if r.ok)
             self.apply_progress = {"done": len(results), "ok": ok, "failed": len(results) - ok}
 
+    def update_versions(self, **versions: Any) -> None:
+        """Add or replace entries of ``versions``."""
+        with self._lock:
+            self.versions = {**self.versions, **versions}
+
+    def error(self, message: str) -> None:
+        """Add an error shown by ``/status``."""
+        with self._lock:
+            self.errors.append(message)
+
     def warn(self, message: str) -> None:
         """Add a warning shown by ``/status``."""
         with self._lock:

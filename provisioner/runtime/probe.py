@@ -7,11 +7,14 @@ when a GPU is present, to read ``torch.cuda.get_arch_list()`` for the architectu
 
 from __future__ import annotations
 
+import importlib.metadata as md
+import importlib.util
 import json
 import logging
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 from provisioner.runtime.flags import InstalledFeatures
@@ -46,8 +49,42 @@ print(json.dumps(out))
 """
 
 
+def _same_interpreter(python: str) -> bool:
+    try:
+        return os.path.samefile(python, sys.executable)
+    except OSError:
+        return False
+
+
+def _installed_here() -> InstalledFeatures:
+    """Package versions of this very interpreter, from metadata (no subprocess, no import)."""
+
+    def version(*names: str) -> str | None:
+        for name in names:
+            try:
+                return md.version(name)
+            except md.PackageNotFoundError:
+                continue
+        return None
+
+    flash = version("flash_attn", "flash-attn") if importlib.util.find_spec("flash_attn") else None
+    return InstalledFeatures(
+        flash_attn=flash,
+        sageattention=version("sageattention"),
+        xformers=version("xformers"),
+        torch=version("torch"),
+        python=sys.version.split()[0],
+    )
+
+
 def probe_features(python: str, with_torch: bool, timeout: float = 180.0) -> InstalledFeatures:
-    """Ask ``python`` which optional packages it has (and torch's CUDA archs if ``with_torch``)."""
+    """Ask ``python`` which optional packages it has (and torch's CUDA archs if ``with_torch``).
+
+    Without torch and for Phoenix's own interpreter this reads metadata in-process, which
+    keeps ``phoenix run``'s start fast; importing torch always happens in a child process.
+    """
+    if not with_torch and _same_interpreter(python):
+        return _installed_here()
     try:
         out = subprocess.run(
             [python, "-I", "-c", _SCRIPT, "1" if with_torch else "0"],

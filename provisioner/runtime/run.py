@@ -160,7 +160,6 @@ def _versions(
         "comfyui_commit": git_head(checkout),
         "python": features.python,
         "torch": features.torch,
-        "cuda": features.torch_cuda,
         "driver": gpu.driver_version if gpu else None,
         "cuda_driver": gpu.cuda_driver_version if gpu else None,
         "gpu": gpu.name if gpu else None,
@@ -211,6 +210,7 @@ def run_pod(
     stop = _Stop()
     old_handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     board = StatusBoard()
+    board.update_versions(cuda=None)  # torch's CUDA: filled in by the torch check on a GPU
     health: HealthServer | None = None
     supervisor: Supervisor | None = None
     layout: Layout | None = None
@@ -219,10 +219,12 @@ def run_pod(
     code = EXIT_OK
     try:
         # 1. system setup: hardening first, then secrets out of the environment
-        system.harden(environ, options.homes)
+        os.umask(0o077)  # before anything is written; harden() below does the rest
         snapshot = dict(environ)
         desired, secrets = load(options.manifest, snapshot)
         del snapshot
+        user = desired.manifest.security.user
+        system.harden(environ, options.homes or system.default_homes([user]))
         for value in (secrets.hf_token, secrets.civitai_token, secrets.fb_password):
             register_secret(value)
         removed = system.scrub_secret_env(environ)
@@ -294,9 +296,9 @@ def run_pod(
         if gpu is None:
             board.warn("no NVIDIA GPU visible: ComfyUI runs on the CPU (slow)")
         python = options.comfy_python or default_comfy_python(layout)
-        features = probe(python, gpu is not None)
-        if gpu is not None and features.torch_arch_list is not None:
-            check_arch(gpu, features.torch_arch_list)
+        features = probe(python, False)
+        # importing torch takes seconds: check its architectures while apply/launch go on
+        torch_check = TorchCheck(probe, python, gpu).start() if gpu is not None else None
 
         # 2. apply
         if not options.skip_apply:
@@ -323,28 +325,14 @@ def run_pod(
         fb_password = secrets.fb_password
         del secrets
 
-        # 3. flags and services
-        choice: FlagChoice = choose_flags(
-            gpu, manifest.comfyui.performance, features, manifest.comfyui
-        )
+        # 3. flags and services (not launched at all when the torch check already failed)
+        if torch_check is not None and torch_check.finished():
+            _torch_verdict(torch_check, board, console)
+            torch_check = None
+        choice = choose_flags(gpu, manifest.comfyui.performance, features, manifest.comfyui)
         for warning in choice.warnings:
             board.warn(warning)
-        spec = load_cli_spec(checkout)
-        if spec is None:
-            board.warn(f"cannot read {checkout}/comfy/cli_args.py: flags are not checked")
-        dir_args, extra_paths = directory_args(layout, spec)
-        if extra_paths is not None:
-            extra_file = layout.phoenix / "run" / "extra_model_paths.yaml"
-            from provisioner.fsio import atomic_write_text
-
-            atomic_write_text(extra_file, extra_paths)
-            dir_args += ["--extra-model-paths-config", str(extra_file)]
-        wanted = [*dir_args, *choice.args]
-        filtered = filter_args(wanted, spec) if spec is not None else None
-        args = list(filtered.args) if filtered else wanted
-        for warning in filtered.warnings if filtered else ():
-            board.warn(warning)
-            log.warning("%s", warning)
+        args = comfy_args(choice, layout, checkout, board)
         reasons = [{"flag": r.flag, "reason": r.reason} for r in choice.reasons]
         board.set(flags=args, flag_reasons=reasons)
         _say(console, "ComfyUI flags: " + " ".join(args))
@@ -367,7 +355,7 @@ def run_pod(
         )
         if fb_spec is not None:
             specs.append(fb_spec)
-        board.set(versions=_versions(gpu, features, checkout, fb_version))
+        board.update_versions(**_versions(gpu, features, checkout, fb_version))
 
         supervisor = Supervisor(specs, layout.logs, echo=console)
         board.set(services=supervisor.snapshot, phase="starting")
@@ -376,6 +364,9 @@ def run_pod(
         # 4. wait
         ready_said = False
         while not stop.event.is_set():
+            if torch_check is not None and torch_check.finished():
+                _torch_verdict(torch_check, board, console)
+                torch_check = None
             supervisor.poll()
             comfy = supervisor.get("comfyui")
             if comfy is not None and comfy.ready and not ready_said:
@@ -396,7 +387,7 @@ def run_pod(
         _say(console, f"received {signal.Signals(stop.signum or signal.SIGTERM).name}: stopping")
     except PhoenixError as exc:
         board.set(phase="failed")
-        board.set(errors=[*board.errors, exc.render()])
+        board.error(exc.render())
         console.write(f"phoenix: error: {redact(exc.render())}\n")
         code = exc.exit_code
     finally:
@@ -406,6 +397,41 @@ def run_pod(
         for signum, handler in old_handlers.items():
             signal.signal(signum, handler)
     return code
+
+
+class TorchCheck:
+    """Imports torch in ComfyUI's interpreter in a thread and keeps what it reports."""
+
+    def __init__(
+        self, probe: Callable[[str, bool], InstalledFeatures], python: str, gpu: GpuFacts
+    ) -> None:
+        self.gpu = gpu
+        self.result: InstalledFeatures | None = None
+        self.thread = threading.Thread(
+            target=lambda: setattr(self, "result", probe(python, True)),
+            name="torch-check",
+            daemon=True,
+        )
+
+    def start(self) -> TorchCheck:
+        """Begin in the background; returns self."""
+        self.thread.start()
+        return self
+
+    def finished(self) -> bool:
+        """True once the probe returned."""
+        return not self.thread.is_alive()
+
+
+def _torch_verdict(check: TorchCheck, board: StatusBoard, console: IO[str]) -> None:
+    """Record torch's versions; raise :class:`GPUError` when it has no kernels for the GPU."""
+    result = check.result or InstalledFeatures()
+    board.update_versions(torch=result.torch, cuda=result.torch_cuda)
+    if result.torch_arch_list is None:
+        board.warn("torch could not be imported in ComfyUI's interpreter: GPU check skipped")
+        return
+    check_arch(check.gpu, result.torch_arch_list)
+    _say(console, f"torch {result.torch} (CUDA {result.torch_cuda}) has kernels for {check.gpu.sm}")
 
 
 def comfy_args(choice: FlagChoice, layout: Layout, checkout: Path, board: StatusBoard) -> list[str]:
@@ -478,6 +504,7 @@ def _shutdown(
     if supervisor is not None:
         supervisor.stop(timeout=options.stop_timeout_s)
     if layout is not None:
+        # as the dropped user: its own home (root's histories went at start)
         homes = options.homes if options.homes is not None else system.default_homes()
         targets = cleanup.cleanup_targets(
             layout, mode, paranoid, homes, hf_home=os.environ.get("HF_HOME")

@@ -8,7 +8,6 @@ get :func:`service_env`, an allowlisted environment that can never carry a token
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pwd
@@ -86,11 +85,13 @@ def history_files(homes: Iterable[Path]) -> list[Path]:
     return [home / name for home in homes for name in HISTORY_FILES]
 
 
-def default_homes() -> list[Path]:
-    """Home directories whose histories Phoenix removes: ``$HOME``, root's, and /home/*."""
-    homes = {Path(os.environ.get("HOME") or "/root"), Path("/root")}
-    with contextlib.suppress(OSError):
-        homes.update(p for p in Path("/home").iterdir() if p.is_dir())
+def default_homes(users: Iterable[str] = ()) -> list[Path]:
+    """``$HOME`` (root's when started as root) and the homes of ``users`` (the service user)."""
+    homes = {Path(os.environ.get("HOME") or "/root")}
+    for name in users:
+        entry = lookup_user(name)
+        if entry is not None:
+            homes.add(Path(entry.home))
     return sorted(homes)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from provisioner.layout import Layout
 from provisioner.manifest.desired import DesiredState, Secrets
 from provisioner.manifest.models import Manifest
 from provisioner.plan.change import ItemResult
+from provisioner.runtime.flags import InstalledFeatures
+from provisioner.runtime.gpu import GpuFacts
+from provisioner.runtime.probe import probe_features
 from provisioner.runtime.run import RunOptions, run_pod
 from provisioner.runtime.services import RestartPolicy
 
@@ -55,6 +59,22 @@ def apply(
     return Report(results)
 
 
+def fake_gpu() -> GpuFacts:
+    """The one input that cannot be real here: an RTX 5090's NVML facts."""
+    return GpuFacts("NVIDIA GeForce RTX 5090", (12, 0), 32 * 1024**3, "575.57.08", "12.9")
+
+
+def torch_for_gpu(python: str, with_torch: bool) -> InstalledFeatures:
+    """Real metadata probe; torch's arch list is the configured one (there is no torch here)."""
+    found = probe_features(python, False)
+    if not with_torch:
+        return found
+    time.sleep(CFG.get("torch_import_s", 0.0))
+    return InstalledFeatures(
+        torch="2.5.1+cu124", torch_cuda="12.4", torch_arch_list=tuple(CFG["torch_archs"])
+    )
+
+
 options = RunOptions(
     root=Path(CFG["root"]),
     health_host="127.0.0.1",
@@ -66,4 +86,7 @@ options = RunOptions(
     filebrowser_binary=CFG.get("filebrowser"),
     homes=[Path(CFG["home"])],
 )
-sys.exit(run_pod(options, load=load, apply=apply, versions=Versions({})))
+gpu_kw: dict[str, Any] = {}
+if "torch_archs" in CFG:
+    gpu_kw = {"read_gpu": fake_gpu, "probe": torch_for_gpu}
+sys.exit(run_pod(options, load=load, apply=apply, versions=Versions({}), **gpu_kw))

@@ -206,3 +206,38 @@ def test_optional_failure_still_launches(pod_factory: Any) -> None:
     pod.signal(signal.SIGTERM)
     pod.finish()
     assert pod.proc.returncode == 0
+
+
+def test_rtx5090_with_old_torch_stops_with_no_kernel_image(pod_factory: Any) -> None:
+    pod = pod_factory(torch_archs=["sm_80", "sm_86", "sm_90"])
+    out = pod.start().finish()
+    assert pod.proc.returncode == 1, out
+    assert "no kernel image is available" in out and "sm_120" in out
+    assert "CUDA 12.8+" in out
+    assert pod.leftovers() == []
+
+
+def test_rtx5090_check_during_launch_stops_comfyui(pod_factory: Any) -> None:
+    """The torch import is slow, so it runs beside the launch; a failure still stops the pod."""
+    pod = pod_factory(torch_archs=["sm_80", "sm_90"], torch_import_s=2.0, stop_timeout_s=2.0)
+    out = pod.start().finish()
+    assert pod.proc.returncode == 1, out
+    assert "ComfyUI flags:" in out and "--bf16-unet" in out  # flags chosen for the 5090
+    assert "no kernel image is available" in out
+    assert pod.leftovers() == []
+
+
+def test_rtx5090_with_cu128_torch_runs(pod_factory: Any) -> None:
+    pod = pod_factory(torch_archs=["sm_80", "sm_90", "sm_100", "sm_120"])
+    pod.start()
+    status = pod.wait_ready()
+    deadline = time.monotonic() + 10
+    while status["versions"].get("cuda") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = http_get(pod.url + "/status")[1]
+    assert status["versions"]["gpu"] == "NVIDIA GeForce RTX 5090"
+    assert status["versions"]["cuda"] == "12.4" and status["versions"]["driver"] == "575.57.08"
+    assert "--use-pytorch-cross-attention" in status["flags"]["args"]
+    pod.signal(signal.SIGTERM)
+    assert "has kernels for sm_120" in pod.finish()
+    assert pod.proc.returncode == 0

@@ -1,0 +1,118 @@
+"""Overhead of `phoenix run` before ComfyUI starts, against starting ComfyUI directly.
+
+Both paths launch the stand-in ComfyUI (tests/fixtures/fake_comfyui/main.py), which writes the
+wall time at which its main.py began running. Measured per run:
+  exec  = that time − the moment the launcher was spawned
+  ready = the moment GET /system_stats first answered − the moment the launcher was spawned
+`phoenix run --skip-apply` is the real CLI (manifest load, hardening, GPU facts, interpreter
+probe, flag choice, cli_args check, health API, supervisor); nothing is applied.
+
+Usage: python benchmarks/bench_run.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE = REPO / "tests" / "fixtures" / "fake_comfyui"
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(port: int, timeout: float = 30.0) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/system_stats", timeout=1):
+                return time.time()
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError("ComfyUI stand-in never answered")
+
+
+def _measure(direct: bool, work: Path) -> tuple[float, float]:
+    checkout = work / "ComfyUI"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(FAKE, checkout)
+    stamp = checkout / "bench_stamp"
+    stamp.write_text("")
+    root = work / "workspace"
+    port, health = _port(), _port()
+    env = {"PATH": os.environ["PATH"], "HOME": str(work), "PYTHONPATH": str(REPO)}
+    if direct:
+        root.mkdir(parents=True)
+        argv = [sys.executable, str(checkout / "main.py"), "--listen", "127.0.0.1",
+                "--port", str(port), "--base-directory", str(root), "--cpu"]  # fmt: skip
+    else:
+        manifest = work / "manifest.yaml"
+        manifest.write_text(
+            "version: 1\n"
+            f"comfyui: {{path: '{checkout}', listen: 127.0.0.1, port: {port}}}\n"
+            f"services: {{filebrowser: {{enabled: false}}, health: {{port: {health}}}}}\n"
+            "storage: {min_free_gb: 0}\n"
+        )
+        argv = [sys.executable, "-m", "provisioner", "run", "--skip-apply",
+                "--manifest", str(manifest), "--root", str(root)]  # fmt: skip
+    began = time.time()
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        ready = _wait_ready(port)
+        exec_at = float(stamp.read_text())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        if direct:
+            pid_file = root / "output" / "fake_grandchild.pid"
+            if pid_file.exists():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    return exec_at - began, ready - began
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="phoenix-bench-") as tmp:
+        for label, direct in (("direct main.py", True), ("phoenix run", False)):
+            samples = [_measure(direct, Path(tmp) / f"{label[:6]}{i}") for i in range(args.runs)]
+            rows[label] = (
+                statistics.median(s[0] for s in samples),
+                statistics.median(s[1] for s in samples),
+                max(s[0] for s in samples),
+            )
+    print(f"runs per path: {args.runs}; Python {sys.version.split()[0]}; {os.cpu_count()} CPUs")
+    print(f"{'path':16} {'exec median':>12} {'exec max':>10} {'ready median':>13}")
+    for label, (exec_s, ready_s, worst) in rows.items():
+        print(f"{label:16} {exec_s:11.3f}s {worst:9.3f}s {ready_s:12.3f}s")
+    overhead = rows["phoenix run"][0] - rows["direct main.py"][0]
+    print(f"overhead of phoenix run before ComfyUI's exec: {overhead:.3f} s (target < 1 s)")
+    return 0 if overhead < 1.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
