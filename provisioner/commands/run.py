@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from provisioner.commands.common import add_source_options
-from provisioner.runtime.run import RunOptions, run_pod
+from provisioner.runtime.run import RunOptions, run_pod, setup_logging
+from provisioner.runtime.storage import parse_bool
 
 HELP = "harden, apply, launch ComfyUI and services, wait for a signal, stop and clean up"
 
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT or a failure; see :mod:`provisioner.runtime.run` for exit codes."""
+    setup_logging(debug=bool(parse_bool(os.environ.get("DEBUG_MODE"))))
     root = args.root or os.environ.get("PHOENIX_ROOT")
     options = RunOptions(
         root=Path(root) if root else None,

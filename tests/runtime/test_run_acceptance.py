@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ from tests.runtime.conftest import (
     CIVITAI_TOKEN,
     FIXTURES,
     HF_TOKEN,
+    REPO,
     free_port,
     group_members,
     http_get,
@@ -241,3 +244,39 @@ def test_rtx5090_with_cu128_torch_runs(pod_factory: Any) -> None:
     pod.signal(signal.SIGTERM)
     assert "has kernels for sm_120" in pod.finish()
     assert pod.proc.returncode == 0
+
+
+def test_phoenix_run_cli_with_a_manifest_file(pod_factory: Any) -> None:
+    """The real CLI path: manifest YAML through the spine's loader, planted tokens in the env."""
+    pod = pod_factory()
+    manifest = pod.tmp / "manifest.yaml"
+    manifest.write_text(
+        "version: 1\n"
+        f"comfyui: {{path: '{pod.checkout}', listen: 127.0.0.1, port: {pod.comfy_port}}}\n"
+        f"services: {{filebrowser: {{enabled: false}}, health: {{port: {pod.health_port}}}}}\n"
+        "storage: {min_free_gb: 0}\n"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(pod.home),
+        "PYTHONPATH": str(REPO),
+        "HUGGINGFACE_TOKEN": HF_TOKEN,
+        "CIVITAI_TOKEN": CIVITAI_TOKEN,
+    }
+    argv = [sys.executable, "-m", "provisioner", "run", "--skip-apply",
+            "--manifest", str(manifest), "--root", str(pod.root)]  # fmt: skip
+    pod.proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    status = pod.wait_ready()
+    pids = _service_pids(status)
+    for pid in group_members(set(pids.values())):
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert not any(t in environ for t in TOKENS)
+    pod.signal(signal.SIGTERM)
+    out = pod.finish()
+    assert pod.proc.returncode == 0, out
+    assert "phoenix: INFO phoenix.services: service comfyui: started pid" in out
+    assert not any(t.decode() in out for t in TOKENS)
+    assert pod.leftovers() == []
