@@ -7,7 +7,6 @@ service failed past its restart budget.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
@@ -15,14 +14,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Protocol
 
 from provisioner import __version__
-from provisioner.config import Versions
+from provisioner.config import Versions, load_versions
 from provisioner.errors import PhoenixError, ServiceError
 from provisioner.fsio import atomic_write_text
 from provisioner.layout import Layout
@@ -109,13 +108,38 @@ def setup_logging(debug: bool = False) -> None:
     root.propagate = False
 
 
-def plan_hash(desired: DesiredState) -> str:
-    """A stable hash of the desired state (manifest and item ids), shown by ``/status``."""
-    digest = hashlib.sha256(desired.manifest.model_dump_json().encode())
-    ids = [m.id for m in desired.models] + [n.id for n in desired.nodes]
-    for item_id in ids + [p.id for p in desired.packages]:
-        digest.update(b"\0" + item_id.encode())
-    return digest.hexdigest()[:16]
+class PlanLike(Protocol):
+    """What Phoenix needs from ``provisioner.plan.build.build_plan``'s plan."""
+
+    def digest(self) -> str: ...
+
+    def download_bytes(self) -> tuple[int, int]: ...
+
+
+PlanFn = Callable[[DesiredState, Layout, Versions], PlanLike]
+
+
+def default_plan(desired: DesiredState, layout: Layout, versions: Versions) -> PlanLike:
+    """``provisioner.plan.build.build_plan`` (read-only observe + diff)."""
+    from provisioner.plan.build import build_plan
+
+    return build_plan(desired, layout, versions)
+
+
+def choose_storage(
+    options: RunOptions, manifest: Manifest, env: Mapping[str, str], needed: int
+) -> storage.StorageReport:
+    """The storage mode and root for this pod, with space warnings for ``needed`` bytes."""
+    root = options.root or Path(manifest.storage.root)
+    return storage.assess_storage(
+        manifest.storage.mode,
+        storage.parse_bool(env.get("USE_VOLUME")),
+        storage.read_mount_facts(root),
+        storage.free_bytes(root),
+        needed,
+        manifest.storage.min_free_gb,
+        root_explicit=options.root is not None,
+    )
 
 
 def directory_args(layout: Layout, spec: CliSpec | None) -> tuple[list[str], str | None]:
@@ -194,16 +218,6 @@ def _prepare_root(layout: Layout) -> None:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
-def _needed_bytes(desired: DesiredState, layout: Layout) -> int:
-    from provisioner.state import load_state
-
-    try:
-        placed = set(load_state(layout).models)
-    except PhoenixError:
-        placed = set()
-    return sum(m.size or 0 for m in desired.models if m.id not in placed)
-
-
 def run_pod(
     options: RunOptions,
     env: MutableMapping[str, str] | None = None,
@@ -211,6 +225,7 @@ def run_pod(
     load: LoadFn = default_load,
     apply: ApplyFn = default_apply,
     versions: Versions | None = None,
+    plan_fn: PlanFn = default_plan,
     read_gpu: Callable[[], GpuFacts | None] = read_gpu_facts,
     probe: Callable[[str, bool], InstalledFeatures] = probe_features,
     out: IO[str] | None = None,
@@ -242,37 +257,25 @@ def run_pod(
         _say(console, f"hardened: core dumps off, umask 077; secrets read from {removed or 'none'}")
         manifest = desired.manifest
         paranoid = manifest.security.paranoid
-        board.set(phase="setup", plan_hash=plan_hash(desired))
+        board.set(phase="setup")
         for warning in desired.warnings:
             board.warn(warning)
 
-        # storage mode and root
-        root = options.root or Path(manifest.storage.root)
-        facts = storage.read_mount_facts(root)
-        report = storage.assess_storage(
-            manifest.storage.mode,
-            storage.parse_bool(environ.get("USE_VOLUME")),
-            facts,
-            storage.free_bytes(root),
-            0,
-            manifest.storage.min_free_gb,
-            root_explicit=options.root is not None,
-        )
+        # storage mode and root; the plan (read-only) gives its hash and the bytes to fetch
+        report = choose_storage(options, manifest, environ, 0)
         layout = Layout(report.root)
         _prepare_root(layout)
         # for `scripts/service_manager.sh stop`; .phoenix/run/ is removed at cleanup
         atomic_write_text(layout.phoenix / "run" / "phoenix.pid", f"{os.getpid()}\n")
-        needed = _needed_bytes(desired, layout)
+        if versions is None:
+            versions = load_versions()
+        plan = plan_fn(desired, layout, versions)
+        needed, unknown = plan.download_bytes()
+        board.set(plan_hash=plan.digest())
         if needed:
-            report = storage.assess_storage(
-                manifest.storage.mode,
-                storage.parse_bool(environ.get("USE_VOLUME")),
-                facts,
-                storage.free_bytes(report.root),
-                needed,
-                manifest.storage.min_free_gb,
-                root_explicit=options.root is not None,
-            )
+            report = choose_storage(options, manifest, environ, needed)
+        if unknown:
+            board.warn(f"{unknown} download(s) of unknown size are not in the space check")
         mode = report.mode
         board.set(storage=report.to_json())
         _say(console, f"storage: {report.mode} at {report.root} ({report.reason})")
@@ -314,10 +317,6 @@ def run_pod(
         # 2. apply
         if not options.skip_apply:
             board.set(phase="apply")
-            if versions is None:
-                from provisioner.config import load_versions
-
-                versions = load_versions()
             result = apply(desired, layout, versions, secrets, jobs=options.jobs)
             results = list(result.results)
             board.record_results(results)

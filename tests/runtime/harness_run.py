@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provisioner.config import Versions
+from provisioner.config import Versions, load_versions
 from provisioner.layout import Layout
 from provisioner.manifest.desired import DesiredState, Secrets
 from provisioner.manifest.models import Manifest
@@ -89,4 +89,4 @@ options = RunOptions(
 gpu_kw: dict[str, Any] = {}
 if "torch_archs" in CFG:
     gpu_kw = {"read_gpu": fake_gpu, "probe": torch_for_gpu}
-sys.exit(run_pod(options, load=load, apply=apply, versions=Versions({}), **gpu_kw))
+sys.exit(run_pod(options, load=load, apply=apply, versions=load_versions(), **gpu_kw))

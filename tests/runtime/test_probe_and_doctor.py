@@ -12,13 +12,12 @@ import pytest
 from provisioner.commands import cleanup as cleanup_cmd
 from provisioner.commands.doctor import doctor_report, render_doctor
 from provisioner.layout import Layout
-from provisioner.manifest.desired import DesiredState
 from provisioner.manifest.models import ComfyUIConfig, Manifest
 from provisioner.runtime.cliargs import parse_cli_spec
 from provisioner.runtime.flags import InstalledFeatures
 from provisioner.runtime.gpu import GpuFacts
 from provisioner.runtime.probe import comfyui_version, git_head, probe_features
-from provisioner.runtime.run import directory_args, plan_hash
+from provisioner.runtime.run import directory_args
 
 FAKE = Path(__file__).parents[1] / "fixtures" / "fake_comfyui"
 RTX5090 = GpuFacts("NVIDIA GeForce RTX 5090", (12, 0), 32 * 1024**3, "575.57.08", "12.9")
@@ -70,13 +69,6 @@ def test_directory_args_with_and_without_base_directory(tmp_path: Path) -> None:
     ]  # fmt: skip
     assert yaml_text is not None and f"base_path: {tmp_path}" in yaml_text
     assert "  loras: models/loras" in yaml_text and "custom_nodes: custom_nodes" in yaml_text
-
-
-def test_plan_hash_is_stable_and_sensitive() -> None:
-    one = DesiredState(manifest=Manifest())
-    assert plan_hash(one) == plan_hash(DesiredState(manifest=Manifest()))
-    other = DesiredState(manifest=Manifest(comfyui=ComfyUIConfig(port=9000)))
-    assert plan_hash(one) != plan_hash(other) and len(plan_hash(one)) == 16
 
 
 def test_doctor_report_for_an_rtx5090_with_old_torch(tmp_path: Path) -> None:
