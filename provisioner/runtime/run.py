@@ -171,11 +171,20 @@ class _Stop:
         self.event = threading.Event()
         self.signum: int | None = None
         self.at: float | None = None
+        #: while apply runs, a signal interrupts it (its transfers cancel, partials stay staged)
+        self.interrupt_apply = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum, self.at = signum, time.monotonic()
         self.event.set()
+        if self.interrupt_apply:
+            self.interrupt_apply = False
+            raise KeyboardInterrupt
+
+
+class _StopRequested(Exception):
+    """A signal arrived before ComfyUI was launched: skip ahead to stop and cleanup."""
 
 
 def _say(out: IO[str], text: str) -> None:
@@ -317,7 +326,17 @@ def run_pod(
         # 2. apply
         if not options.skip_apply:
             board.set(phase="apply")
-            result = apply(desired, layout, versions, secrets, jobs=options.jobs)
+            try:
+                stop.interrupt_apply = not stop.event.is_set()
+                if stop.event.is_set():
+                    raise _StopRequested
+                result = apply(desired, layout, versions, secrets, jobs=options.jobs)
+            except KeyboardInterrupt:
+                raise _StopRequested from None
+            finally:
+                stop.interrupt_apply = False
+            if stop.event.is_set():
+                raise _StopRequested
             results = list(result.results)
             board.record_results(results)
             failed = [r for r in results if not r.ok]
@@ -395,6 +414,9 @@ def run_pod(
             stop.event.wait(0.1)
         code = EXIT_INTERRUPTED if stop.signum == signal.SIGINT else EXIT_OK
         _say(console, f"received {signal.Signals(stop.signum or signal.SIGTERM).name}: stopping")
+    except _StopRequested:
+        code = EXIT_INTERRUPTED if stop.signum == signal.SIGINT else EXIT_OK
+        _say(console, "stop requested before ComfyUI was launched: stopping")
     except PhoenixError as exc:
         board.set(phase="failed")
         board.error(exc.render())

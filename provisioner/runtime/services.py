@@ -294,38 +294,42 @@ class Supervisor:
             return [svc.to_json() for svc in self.services]
 
     def stop(self, timeout: float | None = None) -> None:
-        """SIGTERM every group, wait ``timeout`` (default: longest stop_timeout), then SIGKILL."""
+        """SIGTERM every group, wait ``timeout`` (default: longest stop_timeout), then SIGKILL.
+
+        The lock is held only to flip into stopping mode, so ``/status`` keeps answering.
+        """
         with self._lock:
             self._stopping = True
             live = [s for s in self.services if s.proc is not None and s.proc.poll() is None]
             for svc in live:
-                assert svc.proc is not None
-                log.info("service %s: stopping (SIGTERM to group %d)", svc.spec.name, svc.proc.pid)
-                _killpg(svc.proc.pid, signal.SIGTERM)
-            limit = (
-                timeout
-                if timeout is not None
-                else max((s.spec.stop_timeout for s in self.services), default=0.0)
-            )
-            deadline = time.monotonic() + limit
-            while time.monotonic() < deadline and any(
-                s.proc is not None and s.proc.poll() is None for s in live
-            ):
-                time.sleep(0.05)
-            for svc in self.services:
-                if svc.proc is None:
-                    continue
-                if svc.proc.poll() is None:
-                    log.warning("service %s: did not stop in %.1f s, SIGKILL", svc.spec.name, limit)
-                _killpg(svc.proc.pid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    svc.proc.wait(timeout=2)
+                svc.state = "stopping"
+        for svc in live:
+            assert svc.proc is not None
+            log.info("service %s: stopping (SIGTERM to group %d)", svc.spec.name, svc.proc.pid)
+            _killpg(svc.proc.pid, signal.SIGTERM)
+        limit = (
+            timeout
+            if timeout is not None
+            else max((s.spec.stop_timeout for s in self.services), default=0.0)
+        )
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and any(
+            s.proc is not None and s.proc.poll() is None for s in live
+        ):
+            time.sleep(0.05)
+        for svc in self.services:
+            if svc.proc is None:
+                continue
+            if svc.proc.poll() is None:
+                log.warning("service %s: did not stop in %.1f s, SIGKILL", svc.spec.name, limit)
+            _killpg(svc.proc.pid, signal.SIGKILL)  # also whatever its group left behind
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                svc.proc.wait(timeout=2)
+            with self._lock:
                 if svc.state != "failed":
                     svc.state = "stopped"
                 svc.last_exit = svc.proc.returncode
-            for svc in self.services:
-                if svc.reader is not None:
-                    svc.reader.join(timeout=2)
-            reap_orphans(
-                {s.proc.pid for s in self.services if s.proc is not None and s.proc.poll() is None}
-            )
+        for svc in self.services:
+            if svc.reader is not None:
+                svc.reader.join(timeout=2)
+        reap_orphans(set())

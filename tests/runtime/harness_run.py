@@ -48,6 +48,7 @@ def apply(
 ) -> Report:
     results = []
     for item in CFG.get("items", []):
+        time.sleep(item.get("sleep_s", 0))  # a long download
         if item["ok"]:
             target = layout.model_folder("loras") / item["file"]
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -280,3 +280,26 @@ def test_phoenix_run_cli_with_a_manifest_file(pod_factory: Any) -> None:
     assert "phoenix: INFO phoenix.services: service comfyui: started pid" in out
     assert not any(t.decode() in out for t in TOKENS)
     assert pod.leftovers() == []
+
+
+def test_sigterm_during_apply_stops_without_launch(pod_factory: Any) -> None:
+    pod = pod_factory(
+        items=[{"id": "hf:big/model", "ok": True, "required": False, "file": "big.safetensors",
+                "sleep_s": 60}]
+    )  # fmt: skip
+    pod.start()
+    deadline = time.monotonic() + 20
+    phase = None
+    while time.monotonic() < deadline and phase != "apply":
+        try:
+            phase = http_get(pod.url + "/status")[1]["phase"]
+        except OSError:
+            time.sleep(0.05)
+    assert phase == "apply"
+    started = time.monotonic()
+    pod.signal(signal.SIGTERM)
+    out = pod.finish()
+    assert pod.proc.returncode == 0, out
+    assert time.monotonic() - started < 5
+    assert "stop requested before ComfyUI was launched" in out and "cleanup: removed" in out
+    assert not (pod.root / "output" / "fake_grandchild.pid").exists()
