@@ -7,8 +7,6 @@ import os
 from pathlib import Path
 
 from provisioner.commands.common import add_source_options
-from provisioner.runtime.run import RunOptions, run_pod, setup_logging
-from provisioner.runtime.storage import parse_bool
 
 HELP = "harden, apply, launch ComfyUI and services, wait for a signal, stop and clean up"
 
@@ -34,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT or a failure; see :mod:`provisioner.runtime.run` for exit codes."""
+    # imported here so that other subcommands do not pay for the runtime's imports
+    from provisioner.runtime.run import RunOptions, run_pod, setup_logging
+    from provisioner.runtime.storage import parse_bool
+
     setup_logging(debug=bool(parse_bool(os.environ.get("DEBUG_MODE"))))
     root = args.root or os.environ.get("PHOENIX_ROOT")
     options = RunOptions(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import urllib.error
-import urllib.request
 from typing import Any
 
 from provisioner.errors import PhoenixError
@@ -25,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """GET the status document."""
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             data: dict[str, Any] = json.loads(response.read())

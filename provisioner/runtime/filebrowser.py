@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import bcrypt
-
 from provisioner.manifest.models import FileBrowser
 from provisioner.runtime.services import RestartPolicy, ServiceSpec
 from provisioner.runtime.system import service_env
@@ -58,6 +56,8 @@ def credentials(username: str, password: str | None) -> Credentials:
 
 def hash_password(password: str) -> str:
     """The bcrypt hash FileBrowser stores and accepts for quick setup."""
+    import bcrypt  # only when FileBrowser runs
+
     return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=10)).decode("ascii")
 
 

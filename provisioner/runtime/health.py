@@ -39,6 +39,8 @@ class StatusBoard:
         self.warnings: list[str] = []
         self.errors: list[str] = []
         self.services: Callable[[], list[dict[str, Any]]] = list
+        #: seconds since ``phoenix run`` began: manifest loaded, apply done, ComfyUI spawned, ready
+        self.timings: dict[str, float] = {}
 
     def set(self, **values: Any) -> None:
         """Update fields atomically."""
@@ -58,6 +60,11 @@ class StatusBoard:
             self.apply_results = rows
             ok = sum(1 for r in results if r.ok)
             self.apply_progress = {"done": len(results), "ok": ok, "failed": len(results) - ok}
+
+    def mark(self, name: str, since: float) -> None:
+        """Record that ``name`` happened ``time.monotonic() - since`` seconds into the run."""
+        with self._lock:
+            self.timings[name] = round(time.monotonic() - since, 3)
 
     def update_versions(self, **versions: Any) -> None:
         """Add or replace entries of ``versions``."""
@@ -88,6 +95,7 @@ class StatusBoard:
                 "storage": self.storage,
                 "warnings": self.warnings,
                 "errors": self.errors,
+                "timings_s": dict(self.timings),
             }
         return doc
 

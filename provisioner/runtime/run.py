@@ -244,6 +244,7 @@ def run_pod(
     environ = os.environ if env is None else env
     stop = _Stop()
     old_handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    began = time.monotonic()
     board = StatusBoard()
     board.update_versions(cuda=None)  # torch's CUDA: filled in by the torch check on a GPU
     health: HealthServer | None = None
@@ -258,6 +259,7 @@ def run_pod(
         snapshot = dict(environ)
         desired, secrets = load(options.manifest, snapshot)
         del snapshot
+        board.mark("loaded", began)
         user = desired.manifest.security.user
         system.harden(environ, options.homes or system.default_homes([user]))
         for value in (secrets.hf_token, secrets.civitai_token, secrets.fb_password):
@@ -354,6 +356,8 @@ def run_pod(
         fb_password = secrets.fb_password
         del secrets
 
+        board.mark("applied", began)
+
         # 3. flags and services (not launched at all when the torch check already failed)
         if torch_check is not None and torch_check.finished():
             _torch_verdict(torch_check, board, console)
@@ -389,6 +393,7 @@ def run_pod(
         supervisor = Supervisor(specs, layout.logs, echo=console)
         board.set(services=supervisor.snapshot, phase="starting")
         supervisor.start()
+        board.mark("launched", began)
 
         # 4. wait
         ready_said = False
@@ -401,6 +406,7 @@ def run_pod(
             if comfy is not None and comfy.ready and not ready_said:
                 ready_said = True
                 board.set(phase="ready")
+                board.mark("ready", began)
                 _say(console, f"ComfyUI is ready on :{comfy_port}")
             elif comfy is not None and not comfy.ready and ready_said:
                 ready_said = False

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +158,8 @@ def _killpg(pid: int, sig: int) -> None:
 
 def probe_http(url: str, timeout: float = 0.5) -> bool:
     """True when ``url`` answers HTTP 200 within ``timeout``."""
+    import urllib.request  # here, not at the top: it would delay ComfyUI's launch
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return bool(response.status == 200)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from provisioner.commands import cleanup as cleanup_cmd
-from provisioner.commands.doctor import doctor_report, render_doctor
 from provisioner.layout import Layout
 from provisioner.manifest.models import ComfyUIConfig, Manifest
 from provisioner.runtime.cliargs import parse_cli_spec
+from provisioner.runtime.doctor import doctor_report, render_doctor
 from provisioner.runtime.flags import InstalledFeatures
 from provisioner.runtime.gpu import GpuFacts
 from provisioner.runtime.probe import comfyui_version, git_head, probe_features
