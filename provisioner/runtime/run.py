@@ -395,29 +395,8 @@ def run_pod(
         supervisor.start()
         board.mark("launched", began)
 
-        # 4. wait
-        ready_said = False
-        while not stop.event.is_set():
-            if torch_check is not None and torch_check.finished():
-                _torch_verdict(torch_check, board, console)
-                torch_check = None
-            supervisor.poll()
-            comfy = supervisor.get("comfyui")
-            if comfy is not None and comfy.ready and not ready_said:
-                ready_said = True
-                board.set(phase="ready")
-                board.mark("ready", began)
-                _say(console, f"ComfyUI is ready on :{comfy_port}")
-            elif comfy is not None and not comfy.ready and ready_said:
-                ready_said = False
-                board.set(phase="starting")
-            if supervisor.failed:
-                raise ServiceError(
-                    f"service(s) {', '.join(supervisor.failed)} failed past the restart budget",
-                    where="phoenix run",
-                    hint=f"see {layout.logs}/<service>.log",
-                )
-            stop.event.wait(0.1)
+        # 4. wait for a signal, a failed torch check, or a service past its budget
+        _supervise(supervisor, stop, board, torch_check, console, began, comfy_port, layout)
         code = EXIT_INTERRUPTED if stop.signum == signal.SIGINT else EXIT_OK
         _say(console, f"received {signal.Signals(stop.signum or signal.SIGTERM).name}: stopping")
     except _StopRequested:
@@ -524,6 +503,41 @@ def _filebrowser(
         )
         console.flush()
     return spec, filebrowser.binary_version(binary)
+
+
+def _supervise(
+    supervisor: Supervisor,
+    stop: _Stop,
+    board: StatusBoard,
+    torch_check: TorchCheck | None,
+    console: IO[str],
+    began: float,
+    comfy_port: int,
+    layout: Layout,
+) -> None:
+    """Poll the services until a signal; raise on a failed torch check or spent budget."""
+    ready_said = False
+    while not stop.event.is_set():
+        if torch_check is not None and torch_check.finished():
+            _torch_verdict(torch_check, board, console)
+            torch_check = None
+        supervisor.poll()
+        comfy = supervisor.get("comfyui")
+        if comfy is not None and comfy.ready and not ready_said:
+            ready_said = True
+            board.set(phase="ready")
+            board.mark("ready", began)
+            _say(console, f"ComfyUI is ready on :{comfy_port}")
+        elif comfy is not None and not comfy.ready and ready_said:
+            ready_said = False
+            board.set(phase="starting")
+        if supervisor.failed:
+            raise ServiceError(
+                f"service(s) {', '.join(supervisor.failed)} failed past the restart budget",
+                where="phoenix run",
+                hint=f"see {layout.logs}/<service>.log",
+            )
+        stop.event.wait(0.1)
 
 
 def _shutdown(
