@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from provisioner.redact import forget_secrets, redact
 from provisioner.runtime.system import (
     UserEntry,
+    chown_tree,
     decide_privileges,
     lookup_user,
     scrub_secret_env,
@@ -84,3 +88,49 @@ def test_privilege_decisions() -> None:
     assert rootish.action == "stay" and rootish.warnings
     assert lookup_user("root") == UserEntry("root", 0, 0, "/root")
     assert lookup_user("no-such-user-phoenix") is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_drop_privileges_to_an_existing_unprivileged_user(tmp_path: Path) -> None:
+    """The real drop path, in a child process, to `nobody` (no user is created)."""
+    nobody = lookup_user("nobody")
+    if nobody is None:
+        pytest.skip("no 'nobody' user on this machine")
+    root = tmp_path / "ws"
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "m.safetensors").write_bytes(b"w")
+    (root / "link").symlink_to("/etc/passwd")
+    tmp_path.chmod(0o755)
+    code = f"""
+import os
+from pathlib import Path
+from provisioner.runtime.system import decide_privileges, drop_privileges, lookup_user
+decision = decide_privileges(os.geteuid(), "nobody", lookup_user("nobody"))
+env = {{}}
+drop_privileges(decision, [Path({str(root)!r})], env)
+print(decision.action, os.getuid(), os.getgid(), os.getgroups(), env["USER"])
+try:
+    os.setuid(0)
+    print("regained root")
+except PermissionError:
+    print("cannot regain root")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split("\n")[:2] == [
+        f"drop {nobody.uid} {nobody.gid} [] nobody",
+        "cannot regain root",
+    ]
+    for path in (root, root / "models", root / "models" / "m.safetensors"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (nobody.uid, nobody.gid)
+    assert Path("/etc/passwd").stat().st_uid == 0  # the link was not followed
+    assert (root / "link").lstat().st_uid == nobody.uid
+
+
+def test_chown_tree_counts_only_changes(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f").write_text("x")
+    st = tmp_path.stat()
+    assert chown_tree(tmp_path, st.st_uid, st.st_gid) == 0
+    assert chown_tree(tmp_path / "missing", 0, 0) == 0
