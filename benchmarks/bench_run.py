@@ -92,9 +92,12 @@ def _measure(direct: bool, work: Path) -> tuple[float, float, dict[str, float]]:
                 timings = _timings(health)
                 time.sleep(0.02)
     finally:
+        stop_began = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=15)
+            if not direct:
+                timings["stop_s"] = time.monotonic() - stop_began
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         if direct:
@@ -153,6 +156,7 @@ def main() -> int:
     overhead = rows["phoenix run"][0] - rows["direct main.py"][0]
     print(f"overhead of phoenix run before ComfyUI's exec: {overhead:.3f} s (target < 1 s)")
     loaded = statistics.median(t["loaded"] for t in inside)
+    stop = statistics.median(t["stop_s"] for t in inside if "stop_s" in t)
     setup = statistics.median(t["launched"] - t["loaded"] for t in inside)
     print(
         f"  spine, measured alone: Python start {bare:.3f} s, Phoenix imports + manifest "
@@ -162,6 +166,7 @@ def main() -> int:
         f"  inside run_pod (from /status timings): manifest load {loaded:.3f} s, runtime "
         f"setup to spawn (hardening, plan, GPU facts, probe, flags, health API) {setup:.3f} s"
     )
+    print(f"  SIGTERM to exit of phoenix run (stop services, cleanup): median {stop:.3f} s")
     return 0 if overhead < 1.0 else 1
 
 

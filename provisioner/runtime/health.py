@@ -137,7 +137,9 @@ class HealthServer:
     def __init__(self, board: StatusBoard, host: str, port: int, ready_url: str | None) -> None:
         self.httpd = ThreadingHTTPServer((host, port), _handler(board, ready_url))
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.1,), name="health", daemon=True
+        )
 
     @property
     def port(self) -> int:
