@@ -14,11 +14,11 @@ from provisioner.errors import GPUError
 from provisioner.layout import Layout
 from provisioner.manifest.models import Manifest
 from provisioner.runtime import filebrowser, storage
-from provisioner.runtime.cliargs import filter_args, load_cli_spec
-from provisioner.runtime.flags import InstalledFeatures, choose_flags
+from provisioner.runtime.cliargs import load_cli_spec
+from provisioner.runtime.flags import InstalledFeatures
 from provisioner.runtime.gpu import GpuFacts, check_arch, read_gpu_facts
 from provisioner.runtime.probe import comfyui_version, git_head, probe_features
-from provisioner.runtime.run import directory_args
+from provisioner.runtime.run import launch_args
 
 
 def doctor_report(
@@ -44,11 +44,11 @@ def doctor_report(
             except GPUError as exc:
                 arch = {"checked": True, "ok": False, "message": exc.render()}
     checkout = Path(manifest.comfyui.path)
-    choice = choose_flags(gpu, manifest.comfyui.performance, features, manifest.comfyui)
-    spec = load_cli_spec(checkout)
-    dir_args, _ = directory_args(Layout(root), spec)
-    wanted = [*dir_args, *choice.args]
-    filtered = filter_args(wanted, spec) if spec is not None else None
+    layout = Layout(root)
+    launch = launch_args(
+        gpu, features, manifest.comfyui, layout, load_cli_spec(checkout),
+        layout.phoenix / "run" / "extra_model_paths.yaml",
+    )  # fmt: skip
     report = storage.assess_storage(
         manifest.storage.mode,
         storage.parse_bool(env.get("USE_VOLUME")),
@@ -71,11 +71,10 @@ def doctor_report(
             "xformers": features.xformers,
         },
         "flags": {
-            "args": list(filtered.args) if filtered else wanted,
-            "reasons": [{"flag": r.flag, "reason": r.reason} for r in choice.reasons],
-            "dropped": list(filtered.dropped) if filtered else [],
-            "warnings": [*choice.warnings, *(filtered.warnings if filtered else ())]
-            + ([] if spec else [f"cannot read {checkout}/comfy/cli_args.py"]),
+            "args": list(launch.args),
+            "reasons": [{"flag": r.flag, "reason": r.reason} for r in launch.choice.reasons],
+            "dropped": list(launch.dropped),
+            "warnings": list(launch.warnings),
         },
         "storage": report.to_json(),
         "versions": {

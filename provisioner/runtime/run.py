@@ -26,7 +26,7 @@ from provisioner.errors import PhoenixError, ServiceError
 from provisioner.fsio import atomic_write_text
 from provisioner.layout import Layout
 from provisioner.manifest.desired import DesiredState, Secrets
-from provisioner.manifest.models import MODEL_FOLDERS, Manifest
+from provisioner.manifest.models import MODEL_FOLDERS, ComfyUIConfig, Manifest
 from provisioner.plan.change import ItemResult
 from provisioner.redact import RedactingFilter, redact, register_secret
 from provisioner.runtime import cleanup, filebrowser, storage, system
@@ -362,10 +362,16 @@ def run_pod(
         if torch_check is not None and torch_check.finished():
             _torch_verdict(torch_check, board, console)
             torch_check = None
-        choice = choose_flags(gpu, manifest.comfyui.performance, features, manifest.comfyui)
-        for warning in choice.warnings:
+        extra_file = layout.phoenix / "run" / "extra_model_paths.yaml"
+        launch = launch_args(
+            gpu, features, manifest.comfyui, layout, load_cli_spec(checkout), extra_file
+        )
+        if launch.extra_paths_yaml is not None:
+            atomic_write_text(extra_file, launch.extra_paths_yaml)
+        for warning in launch.warnings:
             board.warn(warning)
-        args = comfy_args(choice, layout, checkout, board)
+            log.warning("%s", warning)
+        choice, args = launch.choice, list(launch.args)
         reasons = [{"flag": r.flag, "reason": r.reason} for r in choice.reasons]
         board.set(flags=args, flag_reasons=reasons)
         _say(console, "ComfyUI flags: " + " ".join(args))
@@ -451,24 +457,51 @@ def _torch_verdict(check: TorchCheck, board: StatusBoard, console: IO[str]) -> N
     _say(console, f"torch {result.torch} (CUDA {result.torch_cuda}) has kernels for {check.gpu.sm}")
 
 
-def comfy_args(choice: FlagChoice, layout: Layout, checkout: Path, board: StatusBoard) -> list[str]:
-    """Directory args + chosen flags, checked against the checkout's own ``cli_args.py``."""
-    spec = load_cli_spec(checkout)
-    if spec is None:
-        board.warn(f"cannot read {checkout}/comfy/cli_args.py: flags are not checked")
-    dir_args, extra_paths = directory_args(layout, spec)
-    if extra_paths is not None:
-        extra_file = layout.phoenix / "run" / "extra_model_paths.yaml"
-        atomic_write_text(extra_file, extra_paths)
-        dir_args += ["--extra-model-paths-config", str(extra_file)]
-    wanted = [*dir_args, *choice.args]
-    if spec is None:
-        return wanted
-    filtered = filter_args(wanted, spec)
-    for warning in filtered.warnings:
-        board.warn(warning)
-        log.warning("%s", warning)
-    return list(filtered.args)
+@dataclass(frozen=True)
+class LaunchArgs:
+    """ComfyUI's final arguments, the flag choice behind them, and what was dropped."""
+
+    choice: FlagChoice
+    args: tuple[str, ...]
+    dropped: tuple[str, ...]
+    warnings: tuple[str, ...]
+    extra_paths_yaml: str | None = None
+
+
+def launch_args(
+    gpu: GpuFacts | None,
+    features: InstalledFeatures,
+    comfy: ComfyUIConfig,
+    layout: Layout,
+    spec: CliSpec | None,
+    extra_paths_file: Path,
+) -> LaunchArgs:
+    """Directory args + chosen flags + user args, checked against the checkout's ``cli_args.py``.
+
+    The user's ``comfyui.args`` are checked first, so a flag this checkout does not know (say
+    ``--normalvram``) is dropped *before* it could stop Phoenix choosing that flag family.
+    """
+    dropped: list[str] = []
+    warnings: list[str] = []
+    if spec is not None:
+        user = filter_args(comfy.args, spec)
+        dropped += user.dropped
+        warnings += user.warnings
+        comfy = comfy.model_copy(update={"args": list(user.args)})
+    else:
+        warnings.append(f"cannot read {comfy.path}/comfy/cli_args.py: flags are not checked")
+    choice = choose_flags(gpu, comfy.performance, features, comfy)
+    warnings += choice.warnings
+    dir_args, extra_yaml = directory_args(layout, spec)
+    if extra_yaml is not None:
+        dir_args += ["--extra-model-paths-config", str(extra_paths_file)]
+    args = [*dir_args, *choice.args]
+    if spec is not None:
+        final = filter_args(args, spec)
+        dropped += final.dropped
+        warnings += final.warnings
+        args = list(final.args)
+    return LaunchArgs(choice, tuple(args), tuple(dropped), tuple(warnings), extra_yaml)
 
 
 def _filebrowser(

@@ -129,3 +129,18 @@ def test_cleanup_command(
     assert "cleanup: removed" in capsys.readouterr().out
     assert not (layout.output / "a.png").exists()
     assert (layout.model_folder("vae") / "ae.safetensors").exists()
+
+
+def test_unknown_user_flag_does_not_block_phoenix_choice(tmp_path: Path) -> None:
+    """`--normalvram` is gone from this checkout: it is dropped, and Phoenix picks VRAM itself."""
+    from provisioner.runtime.cliargs import load_cli_spec
+    from provisioner.runtime.run import launch_args
+
+    comfy = ComfyUIConfig(path=str(FAKE), args=["--normalvram", "--reserve-vram", "2"])
+    spec = load_cli_spec(FAKE)
+    launch = launch_args(None, InstalledFeatures(), comfy, Layout(tmp_path), spec, tmp_path / "x")
+    assert "--cpu" in launch.args and "--normalvram" not in launch.args
+    assert launch.args[-2:] == ("--reserve-vram", "2")
+    assert launch.dropped == ("--normalvram",) and launch.extra_paths_yaml is None
+    no_spec = launch_args(None, InstalledFeatures(), comfy, Layout(tmp_path), None, tmp_path / "x")
+    assert "--normalvram" in no_spec.args and any("not checked" in w for w in no_spec.warnings)
