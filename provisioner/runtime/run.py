@@ -39,7 +39,7 @@ from provisioner.runtime.services import RestartPolicy, ServiceSpec, Supervisor
 
 log = logging.getLogger("phoenix.run")
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_OK, EXIT_INTERRUPTED = 0, 130
 
 
 class ApplyReportLike(Protocol):
@@ -396,6 +396,8 @@ def run_pod(
             specs.append(fb_spec)
         board.update_versions(**_versions(gpu, features, checkout, fb_version))
 
+        if stop.event.is_set():
+            raise _StopRequested
         supervisor = Supervisor(specs, layout.logs, echo=console)
         board.set(services=supervisor.snapshot, phase="starting")
         supervisor.start()
