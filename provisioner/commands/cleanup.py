@@ -71,10 +71,12 @@ def run(args: argparse.Namespace) -> int:
             scope = " (contents)" if target.contents_only else ""
             print(f"  {how:16} {target.path}{scope}  [{target.why}]")
         return 0
+    system.scrub_secret_env(dict(os.environ))  # registers the tokens this shell still holds
+    scrubbed = cleanup.scrub_secret_remnants(cleanup.log_files(layout))
     summary = cleanup.run_cleanup(
         targets, time.monotonic() + args.deadline, protected=[layout.models]
     )
-    print(summary.line())
+    print(summary.line() + (f"; masked secrets in {scrubbed} log(s)" if scrubbed else ""))
     for error in summary.errors:
         print(f"  error: {error}", file=sys.stderr)
     return 1 if summary.errors or summary.timed_out else 0

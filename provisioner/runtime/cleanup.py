@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from provisioner.fsio import atomic_write_bytes
 from provisioner.layout import Layout
+from provisioner.redact import redact
 from provisioner.runtime.system import history_files
 
 CHUNK = 1024 * 1024
@@ -106,6 +108,36 @@ def cleanup_targets(
             targets.append(Target(path, why, shred=True, contents_only=True))
         targets.append(Target(layout.logs, f"{why}: logs", shred=True, contents_only=True))
     return targets
+
+
+def log_files(layout: Layout) -> list[Path]:
+    """Log files Phoenix and ComfyUI write on the root (rotated ones included)."""
+    found: list[Path] = []
+    for folder, pattern in ((layout.logs, "*.log*"), (layout.user, "*.log*")):
+        if folder.is_dir():
+            found += sorted(p for p in folder.glob(pattern) if p.is_file() and not p.is_symlink())
+    return found
+
+
+def scrub_secret_remnants(files: Iterable[Path]) -> int:
+    """Mask every registered secret inside ``files`` (atomically, mode kept); count rewrites.
+
+    Phoenix's own logs are redacted as they are written; this catches what a service printed
+    some other way (a traceback with a URL, a library's debug line).
+    """
+    rewritten = 0
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            continue
+        text = raw.decode("utf-8", "surrogateescape")
+        cleaned = redact(text)
+        if cleaned != text:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            atomic_write_bytes(path, cleaned.encode("utf-8", "surrogateescape"), mode)
+            rewritten += 1
+    return rewritten
 
 
 def _is_under(path: Path, parents: Iterable[Path]) -> bool:

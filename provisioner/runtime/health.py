@@ -50,8 +50,8 @@ class StatusBoard:
                     raise AttributeError(key)
                 setattr(self, key, value)
 
-    def record_results(self, results: list[ItemResult]) -> None:
-        """Keep each applied item's outcome."""
+    def record_results(self, results: list[ItemResult], remaining: int = 0) -> None:
+        """Keep each applied item's outcome, and how many changes are still pending after it."""
         rows = [
             {"id": r.id, "kind": r.kind, "ok": r.ok, "required": r.required, "message": r.message}
             for r in results
@@ -59,7 +59,12 @@ class StatusBoard:
         with self._lock:
             self.apply_results = rows
             ok = sum(1 for r in results if r.ok)
-            self.apply_progress = {"done": len(results), "ok": ok, "failed": len(results) - ok}
+            self.apply_progress = {
+                "done": len(results),
+                "ok": ok,
+                "failed": len(results) - ok,
+                "remaining": remaining,
+            }
 
     def mark(self, name: str, since: float) -> None:
         """Record that ``name`` happened ``time.monotonic() - since`` seconds into the run."""

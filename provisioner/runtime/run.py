@@ -340,7 +340,7 @@ def run_pod(
             if stop.event.is_set():
                 raise _StopRequested
             results = list(result.results)
-            board.record_results(results)
+            board.record_results(results, len(getattr(result, "remaining", ())))
             failed = [r for r in results if not r.ok]
             for item in failed:
                 level = "required" if item.required else "optional"
@@ -597,7 +597,10 @@ def _shutdown(
             layout, mode, paranoid, homes, hf_home=os.environ.get("HF_HOME")
         )
         deadline = max(began + options.grace_s - 0.5, time.monotonic() + 1.0)
+        scrubbed = cleanup.scrub_secret_remnants(cleanup.log_files(layout))
         summary = cleanup.run_cleanup(targets, deadline, protected=[layout.models])
-        _say(console, summary.line())
+        _say(
+            console, summary.line() + (f"; masked secrets in {scrubbed} log(s)" if scrubbed else "")
+        )
     board.set(phase="stopped")
     return code

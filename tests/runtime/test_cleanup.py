@@ -112,3 +112,28 @@ def test_overwrite_really_zeroes_before_unlink(tmp_path: Path) -> None:
     witness.hardlink_to(layout.output / "img.png")
     run_cleanup(cleanup_targets(layout, "ephemeral", True, [home]), time.monotonic() + 30)
     assert witness.read_bytes() == b"\x00\x00\x00"
+
+
+def test_secret_remnants_in_logs_are_masked(tmp_path: Path) -> None:
+    from provisioner.redact import forget_secrets, register_secret
+    from provisioner.runtime.cleanup import log_files, scrub_secret_remnants
+
+    layout = Layout(tmp_path)
+    layout.logs.mkdir(parents=True)
+    layout.user.mkdir()
+    leaky = layout.logs / "comfyui.log.1"
+    leaky.write_text("GET https://x/?token=hf_LEAKED123 failed\n")
+    leaky.chmod(0o600)
+    (layout.user / "comfyui.log").write_text("clean line\n")
+    (layout.logs / "binary.log").write_bytes(b"\xff\xfe hf_LEAKED123 \x00")
+    register_secret("hf_LEAKED123")
+    try:
+        files = log_files(layout)
+        assert leaky in files and layout.user / "comfyui.log" in files
+        assert scrub_secret_remnants(files) == 2
+    finally:
+        forget_secrets()
+    assert leaky.read_text() == "GET https://x/?token=*** failed\n"
+    assert leaky.stat().st_mode & 0o777 == 0o600
+    assert (layout.logs / "binary.log").read_bytes() == b"\xff\xfe *** \x00"
+    assert (layout.user / "comfyui.log").read_text() == "clean line\n"

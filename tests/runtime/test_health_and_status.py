@@ -51,7 +51,7 @@ def test_endpoints_and_readiness() -> None:
             comfy.server_close()
         code, doc = http_get(base + "/status")
         assert code == 200 and doc["flags"]["args"] == ["--cpu"]
-        assert doc["apply"]["progress"] == {"done": 2, "ok": 1, "failed": 1}
+        assert doc["apply"]["progress"] == {"done": 2, "ok": 1, "failed": 1, "remaining": 0}
         assert http_get(base + "/nope")[0] == 404
     finally:
         server.stop()

@@ -54,7 +54,7 @@ def test_run_ready_status_secrets_limits_and_sigterm(pod_factory: Any, tmp_path:
     assert versions["phoenix"] and versions["comfyui_version"] == "0.0.0-fake"
     assert versions["python"] == sys.version.split()[0] and versions["gpu"] is None
     assert versions["filebrowser"].startswith("File Browser v0.0.0-fake")
-    assert status["apply"]["progress"] == {"done": 1, "ok": 1, "failed": 0}
+    assert status["apply"]["progress"] == {"done": 1, "ok": 1, "failed": 0, "remaining": 0}
     assert len(status["plan_hash"]) == 16
     pids = _service_pids(status)
     assert set(pids) == {"comfyui", "filebrowser"}
@@ -303,3 +303,21 @@ def test_sigterm_during_apply_stops_without_launch(pod_factory: Any) -> None:
     assert time.monotonic() - started < 5
     assert "stop requested before ComfyUI was launched" in out and "cleanup: removed" in out
     assert not (pod.root / "output" / "fake_grandchild.pid").exists()
+
+
+def test_generated_filebrowser_password_shown_once_stored_nowhere(pod_factory: Any) -> None:
+    pod = pod_factory(filebrowser_port=free_port())
+    pod.cfg["filebrowser"] = _fake_filebrowser(pod.tmp)
+    pod.start()
+    pids = _service_pids(pod.wait_ready())
+    assert set(pids) == {"comfyui", "filebrowser"}
+    pod.signal(signal.SIGTERM)
+    out = pod.finish()
+    assert pod.proc.returncode == 0, out
+    logins = [line for line in out.splitlines() if "FileBrowser login:" in line]
+    assert len(logins) == 1
+    password = logins[0].rsplit(" / ", 1)[1]
+    assert len(password) >= 24 and out.count(password) == 1
+    for path in [*pod.root.rglob("*"), *pod.tmp.rglob("*.log*")]:
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
