@@ -24,6 +24,7 @@ COMMANDS = (
     "plan",
     "schema",
     "env",
+    "template",
     "run",
     "cleanup",
     "status",

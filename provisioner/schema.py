@@ -18,7 +18,7 @@ def manifest_json_schema() -> dict[str, Any]:
 
 def plan_json_schema() -> dict[str, Any]:
     """The schema of ``phoenix plan --format json``."""
-    from provisioner.plan.render import PlanDocument
+    from provisioner.plan.document import PlanDocument
 
     return {"$schema": DIALECT, **PlanDocument.model_json_schema(mode="serialization")}
 

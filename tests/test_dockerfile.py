@@ -284,3 +284,18 @@ def test_hadolint_is_clean() -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0 and proc.stdout == "", proc.stdout + proc.stderr
+
+
+def test_every_copy_source_exists_and_is_not_dockerignored() -> None:
+    ignored = {
+        ln.strip() for ln in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if ln.strip() and not ln.startswith("#")
+    }
+    copies = _all("COPY")
+    assert copies
+    for ins in copies:
+        *sources, _dest = ins.args.split()
+        for source in sources:
+            assert not source.startswith("--"), f"Dockerfile:{ins.line}: unexpected COPY option"
+            assert (ROOT / source).exists(), f"Dockerfile:{ins.line}: {source} is not in the repo"
+            assert source.split("/")[0] not in ignored, f"{source} is excluded by .dockerignore"

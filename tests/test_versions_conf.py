@@ -114,3 +114,17 @@ def test_error_renders_as_one_compiler_style_line(tmp_path: Path) -> None:
     assert info.value.render().splitlines()[0] == (
         f"{bad}:3: COMFYUI_COMMIT must be a 40-hex commit, found 'abc'"
     )
+
+
+def test_cli_exits_1_with_file_and_line_for_a_bad_shipped_file(tmp_path: Path) -> None:
+    """Through the real CLI (PHOENIX_HOME points at a copy with a short commit): exit 1, the
+    compiler-style message, no traceback."""
+    from tests.conftest import clean_env, run_phoenix
+
+    (tmp_path / "config").mkdir()
+    bad = tmp_path / "config" / "versions.conf"
+    bad.write_text(_replace("COMFYUI_COMMIT", "6372219"), encoding="utf-8")
+    proc = run_phoenix("template", env=clean_env(PHOENIX_HOME=str(tmp_path)))
+    assert proc.returncode == 1
+    assert f"{bad}:3: COMFYUI_COMMIT must be a 40-hex commit, found '6372219'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -144,12 +144,12 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "USE_VOLUME",
         "bool",
-        "false",
+        None,
         "storage.mode",
         "Advanced",
         False,
-        "true: use the persistent volume; false: ephemeral. Unset: auto-detect a mounted "
-        "/workspace or /runpod-volume.",
+        "true: use the persistent volume; false: ephemeral storage. Unset (the default): "
+        "auto-detect a mounted /workspace or /runpod-volume.",
     ),
     EnvVar(
         "PARANOID_MODE",

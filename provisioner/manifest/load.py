@@ -20,41 +20,34 @@ MAX_NODES = 100_000
 KeyPath = Sequence["str | int"]
 
 
+Position = tuple[int, int]
+
+
 @dataclass(frozen=True)
 class ManifestDoc:
-    """A parsed manifest: plain data plus the ruamel tree that knows positions."""
+    """A parsed manifest: plain data plus the 1-based positions of every key and value.
+
+    ``positions`` maps a key path (tuple of keys and indices) to ``(key_pos, value_pos)``;
+    for list items both are the item's position.
+    """
 
     path: str
     data: dict[str, Any]
-    tree: Any
+    positions: dict[tuple[str | int, ...], tuple[Position, Position]]
 
-    def position(self, keypath: KeyPath, at_value: bool = False) -> tuple[int, int]:
-        """1-based (line, col) of the deepest node of ``keypath`` that exists in the file.
+    def position(self, keypath: KeyPath, at_value: bool = False) -> Position:
+        """(line, col) of the deepest node of ``keypath`` that exists in the file.
 
         With ``at_value`` a scalar value's own position is given instead of its key's.
         """
-        node: Any = self.tree
-        line, col = 1, 1
-        last = len(keypath) - 1
-        for depth, key in enumerate(keypath):
-            lc = getattr(node, "lc", None)
-            try:
-                if isinstance(key, int) and isinstance(node, list):
-                    if lc is not None:
-                        line, col = (v + 1 for v in lc.item(key))
-                    node = node[key]
-                elif isinstance(node, dict) and key in node:
-                    scalar = not isinstance(node[key], dict | list)
-                    use_value = at_value and depth == last and scalar
-                    if lc is not None:
-                        pos = lc.value(key) if use_value else lc.key(key)
-                        line, col = (v + 1 for v in pos)
-                    node = node[key]
-                else:
-                    break
-            except (KeyError, IndexError, TypeError):
-                break
-        return line, col
+        path = tuple(keypath)
+        while path and path not in self.positions:
+            path = path[:-1]
+        if not path:
+            return (1, 1)
+        key_pos, value_pos = self.positions[path]
+        exact = len(path) == len(tuple(keypath))
+        return value_pos if at_value and exact else key_pos
 
     def where(self, keypath: KeyPath, at_value: bool = False) -> str:
         """``path:line:col`` for ``keypath``."""
@@ -83,22 +76,22 @@ def load_manifest_file(path: str) -> ManifestDoc:
             where=f"{path}:{line}:{col}",
             hint="save the manifest as UTF-8",
         ) from None
-    tree = _parse_yaml(text, path)
-    if tree is None:
+    node, data = _parse_yaml(text, path)
+    if node is None or data is None:
         raise ManifestError(
             "manifest is empty",
             where=f"{path}:1:1",
             hint="start with 'version: 1' (see examples/flux-dev.yaml)",
         )
-    if not isinstance(tree, dict):
+    if not isinstance(data, dict):
         raise ManifestError(
-            f"expected a mapping of sections (version, models, ...), found {_kind(tree)}",
+            f"expected a mapping of sections (version, models, ...), found {_kind(data)}",
             where=f"{path}:1:1",
             hint="a manifest starts with 'version: 1' at the left margin",
         )
-    doc = ManifestDoc(path, {}, tree)
-    data = _plain(tree, doc, [], [0])
-    return ManifestDoc(path, data, tree)
+    positions: dict[tuple[str | int, ...], tuple[Position, Position]] = {}
+    _index(node, (), positions, path, [0])
+    return ManifestDoc(path, _plain(data), positions)
 
 
 def _read_bytes(path: str) -> bytes:
@@ -126,13 +119,17 @@ def _read_bytes(path: str) -> bytes:
         raise ManifestError(f"cannot read manifest: {exc.strerror}", where=path) from None
 
 
-def _parse_yaml(text: str, path: str) -> Any:
+def _parse_yaml(text: str, path: str) -> tuple[Any, Any]:
+    """Compose the node tree (C parser when ruamel.yaml.clib is present) and construct data."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-    yaml = YAML(typ="rt")
+    yaml = YAML(typ="safe", pure=False)
     try:
-        return yaml.load(text)
+        node = yaml.compose(text)
+        if node is None:
+            return None, None
+        return node, yaml.constructor.construct_document(node)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
@@ -142,8 +139,50 @@ def _parse_yaml(text: str, path: str) -> Any:
         if "duplicate key" in problem:
             hint = "each key may appear once per mapping; remove or merge the duplicate"
         raise ManifestError(f"YAML syntax error: {problem}", where=where, hint=hint) from None
-    except (YAMLError, ValueError, RecursionError) as exc:
+    except (YAMLError, ValueError, TypeError, RecursionError) as exc:
         raise ManifestError(f"YAML error: {exc}", where=path) from None
+
+
+def _pos(node: Any) -> Position:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _index(
+    node: Any,
+    keypath: tuple[str | int, ...],
+    out: dict[tuple[str | int, ...], tuple[Position, Position]],
+    path: str,
+    count: list[int],
+) -> None:
+    """Record positions of every key and item; bounded so alias expansion cannot run away."""
+    from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        line, col = _pos(node)
+        raise ManifestError(
+            f"manifest expands to more than {MAX_NODES} values (YAML aliases?)",
+            where=f"{path}:{line}:{col}",
+            hint="write the manifest without anchors/aliases",
+        )
+    if isinstance(node, MappingNode):
+        for key_node, value_node in node.value:
+            if not key_node.tag.endswith(":str"):
+                line, col = _pos(key_node)
+                raise ManifestError(
+                    f"keys must be text, found {key_node.value!r}",
+                    where=f"{path}:{line}:{col}",
+                    hint="quote the key",
+                )
+            child = (*keypath, key_node.value)
+            scalar = not isinstance(value_node, MappingNode | SequenceNode)
+            out[child] = (_pos(key_node), _pos(value_node) if scalar else _pos(key_node))
+            _index(value_node, child, out, path, count)
+    elif isinstance(node, SequenceNode):
+        for i, item in enumerate(node.value):
+            child = (*keypath, i)
+            out[child] = (_pos(item), _pos(item))
+            _index(item, child, out, path, count)
 
 
 def _kind(value: Any) -> str:
@@ -162,36 +201,14 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _plain(node: Any, doc: ManifestDoc, keypath: list[str | int], count: list[int]) -> Any:
-    """Convert the ruamel tree to plain JSON-like data, bounded against alias expansion."""
-    count[0] += 1
-    if count[0] > MAX_NODES:
-        raise ManifestError(
-            f"manifest expands to more than {MAX_NODES} values (YAML aliases?)",
-            where=doc.where(keypath),
-            hint="write the manifest without anchors/aliases",
-        )
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if not isinstance(key, str):
-                raise ManifestError(
-                    f"keys must be text, found {_kind(key)} {key!r}",
-                    where=doc.where([*keypath]),
-                    hint="quote the key",
-                )
-            out[key] = _plain(value, doc, [*keypath, key], count)
-        return out
-    if isinstance(node, list):
-        return [_plain(v, doc, [*keypath, i], count) for i, v in enumerate(node)]
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, str):
-        return str(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, _dt.date | _dt.datetime):
-        return node.isoformat()
-    return str(node)
+def _plain(value: Any) -> Any:
+    """JSON-like data: dates become ISO text (aliases were bounded by :func:`_index`)."""
+    if isinstance(value, dict):
+        return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, _dt.date | _dt.datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

@@ -45,35 +45,52 @@ _PATTERN_HELP = {
 
 @functools.lru_cache(maxsize=1)
 def manifest_schema() -> dict[str, Any]:
-    """The manifest JSON Schema, generated from the pydantic models (cached)."""
-    from provisioner.schema import manifest_json_schema
+    """The committed manifest JSON Schema (a test keeps it equal to the generated one)."""
+    from provisioner.resources import schemas_dir
 
-    return manifest_json_schema()
+    with (schemas_dir() / "manifest.schema.json").open(encoding="utf-8") as fh:
+        schema: dict[str, Any] = json.load(fh)
+    return schema
 
 
 def validate_doc(doc: ManifestDoc) -> Manifest:
-    """Validate a loaded manifest file; raise :class:`ManifestErrors` with every problem found."""
-    problems = list(_schema_problems(doc.data, doc))
-    if problems:
-        raise ManifestErrors(problems[:MAX_REPORTED])
-    return build_manifest(doc.data, doc)
+    """Validate a loaded manifest file; raise :class:`ManifestErrors` with every problem found.
 
-
-def build_manifest(data: dict[str, Any], doc: ManifestDoc | None = None) -> Manifest:
-    """Construct the pydantic model; its own cross-field rules map to locations too."""
+    The pydantic models in strict mode accept exactly what the JSON Schema generated from them
+    accepts (a property test holds the two to that), so valid manifests take the fast path and
+    the JSON Schema validator runs only to explain a failure with locations.
+    """
     from pydantic import ValidationError
 
     try:
-        return Manifest.model_validate(data)
+        return Manifest.model_validate(doc.data, strict=True)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors()[:MAX_REPORTED]:
-            keypath = [k for k in err["loc"] if isinstance(k, str | int)]
-            keypath = _strip_union_tags(keypath)
-            where = doc.where(keypath) if doc else None
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(ManifestError(f"at {format_keypath(keypath)}: {msg}", where=where))
-        raise ManifestErrors(problems) from None
+        failure = exc
+    problems = _schema_problems(doc.data, doc)
+    if problems:
+        raise ManifestErrors(problems[:MAX_REPORTED])
+    raise _pydantic_problems(failure, doc)
+
+
+def build_manifest(data: dict[str, Any], doc: ManifestDoc | None = None) -> Manifest:
+    """Construct the pydantic model from already-merged data; errors map to locations too."""
+    from pydantic import ValidationError
+
+    try:
+        return Manifest.model_validate(data, strict=True)
+    except ValidationError as exc:
+        raise _pydantic_problems(exc, doc) from None
+
+
+def _pydantic_problems(exc: Any, doc: ManifestDoc | None) -> ManifestErrors:
+    problems = []
+    for err in exc.errors()[:MAX_REPORTED]:
+        keypath = [k for k in err["loc"] if isinstance(k, str | int)]
+        keypath = _strip_union_tags(keypath)
+        where = doc.where(keypath) if doc else None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        problems.append(ManifestError(f"at {format_keypath(keypath)}: {msg}", where=where))
+    return ManifestErrors(problems)
 
 
 def _strip_union_tags(keypath: list[str | int]) -> list[str | int]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from provisioner.plan.build import GB, Plan
 from provisioner.plan.change import MARKS
@@ -15,83 +13,10 @@ from provisioner.redact import redact
 _COLORS = {"create": "32", "update": "33", "delete": "31", "unchanged": "2"}
 
 
-class PlanItem(BaseModel):
-    """One item of the JSON plan."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: str = Field(description="model, node, package, comfyui or path")
-    action: Literal["create", "update", "delete", "unchanged"]
-    id: str = Field(description="Stable identity (also the key in state and lock files)")
-    origin: str = Field(description="Where the item came from: file:line:col, env:VAR[i], default")
-    dest: str | None = Field(description="Destination relative to the workspace root")
-    size: int | None = Field(description="Bytes to download; null when unknown offline")
-    source: str
-    reason: str
-
-
-class PlanSummary(BaseModel):
-    """Counts and totals."""
-
-    model_config = ConfigDict(extra="forbid")
-    create: int
-    update: int
-    delete: int
-    unchanged: int
-    has_changes: bool
-    download_bytes: int = Field(description="Known bytes to download")
-    unknown_sizes: int = Field(description="Downloads whose size is unknown offline")
-    free_bytes: int | None = Field(description="Free space on the workspace root")
-
-
-class PlanDocument(BaseModel):
-    """The JSON form of ``phoenix plan --format json``."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        title="Phoenix plan",
-        json_schema_extra={"$id": "https://phoenix.invalid/schemas/plan.schema.json"},
-    )
-    format_version: Literal[1] = 1
-    root: str
-    summary: PlanSummary
-    items: list[PlanItem]
-    warnings: list[str]
-    versions: dict[str, str]
-
-
-def plan_document(plan: Plan, prune: bool = False) -> PlanDocument:
-    """The plan as a :class:`PlanDocument`."""
-    counts = plan.counts()
-    known, unknown = plan.download_bytes()
-    return PlanDocument(
-        root=plan.root,
-        summary=PlanSummary(
-            **counts,
-            has_changes=plan.has_changes(prune),
-            download_bytes=known,
-            unknown_sizes=unknown,
-            free_bytes=plan.free_bytes,
-        ),
-        items=[
-            PlanItem(
-                kind=c.kind,
-                action=c.action,
-                id=c.id,
-                origin=c.origin,
-                dest=c.dest,
-                size=c.size,
-                source=c.source,
-                reason=c.reason,
-            )
-            for c in plan.changes
-        ],
-        warnings=list(plan.warnings),
-        versions=plan.versions,
-    )
-
-
 def render_json(plan: Plan, prune: bool = False) -> str:
     """JSON text of the plan (secrets redacted, as everywhere)."""
+    from provisioner.plan.document import plan_document
+
     doc = plan_document(plan, prune).model_dump(mode="json")
     return redact(json.dumps(doc, indent=2))
 
@@ -111,10 +36,25 @@ def human_size(size: int | None) -> str:
     return f"{size} B"
 
 
+def pinned_summary(versions: dict[str, str]) -> str:
+    """One line of what versions.conf pins: ComfyUI, NGC PyTorch, FileBrowser."""
+    parts = []
+    if "COMFYUI_COMMIT" in versions:
+        version = versions.get("COMFYUI_VERSION", "")
+        parts.append(f"ComfyUI {version} @ {versions['COMFYUI_COMMIT'][:12]}".replace("  ", " "))
+    if "NGC_PYTORCH_TAG" in versions:
+        parts.append(f"NGC PyTorch {versions['NGC_PYTORCH_TAG']}")
+    if "FILEBROWSER_VERSION" in versions:
+        parts.append(f"FileBrowser {versions['FILEBROWSER_VERSION']}")
+    return ", ".join(parts)
+
+
 def render_text(plan: Plan, *, color: bool = False, prune: bool = False) -> str:
     """The human plan: header, one line per item, warnings, summary."""
-    commit = plan.versions.get("COMFYUI_COMMIT", "")[:10]
-    lines = [f"Phoenix plan for {plan.root}" + (f" (ComfyUI {commit})" if commit else "")]
+    lines = [f"Phoenix plan for {plan.root}"]
+    pins = pinned_summary(plan.versions)
+    if pins:
+        lines.append(f"Pinned: {pins}")
     width = max((len(c.dest or c.id) for c in plan.changes), default=10)
     for c in plan.changes:
         mark = MARKS[c.action]

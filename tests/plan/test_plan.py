@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from provisioner.actions.models import request_key
 from provisioner.config import load_versions
@@ -157,6 +158,30 @@ def test_verify_detects_same_size_corruption(tmp_path: Path) -> None:
     assert next(c for c in slow.changes if c.id == ae_id).action == "update"
 
 
-def test_no_color_off_terminal_and_with_no_color(tmp_path: Path) -> None:
+def test_no_color_when_piped(tmp_path: Path) -> None:
     result = run_phoenix("plan", "--root", str(tmp_path), env=clean_env())
     assert "\033[" not in result.stdout
+
+
+class _Stream:
+    def __init__(self, tty: bool) -> None:
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def test_color_only_on_a_terminal_without_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    from provisioner.plan.render import use_color
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert use_color(_Stream(True)) and not use_color(_Stream(False))
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_color(_Stream(True))
+
+
+def test_text_plan_shows_pinned_versions(tmp_path: Path) -> None:
+    versions = load_versions()
+    out = run_phoenix("plan", "--root", str(tmp_path), env=clean_env()).stdout
+    assert f"ComfyUI {versions['COMFYUI_VERSION']} @ {versions.comfyui_commit[:12]}" in out
+    assert versions["NGC_PYTORCH_TAG"] in out

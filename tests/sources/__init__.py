@@ -1,0 +1,1 @@
+"""Tests of provisioner.sources: the transfer layer and the model sources."""
