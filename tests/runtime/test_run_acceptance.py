@@ -321,3 +321,16 @@ def test_generated_filebrowser_password_shown_once_stored_nowhere(pod_factory: A
     for path in [*pod.root.rglob("*"), *pod.tmp.rglob("*.log*")]:
         if path.is_file():
             assert password.encode() not in path.read_bytes(), path
+
+
+def test_filebrowser_binary_missing_is_a_warning(pod_factory: Any) -> None:
+    pod = pod_factory(filebrowser_port=free_port())
+    # no "filebrowser" in the harness config: Phoenix looks it up on PATH, where there is none
+    pod.start()
+    status = pod.wait_ready()
+    assert [s["name"] for s in status["services"]] == ["comfyui"]
+    assert any("binary is not on PATH: skipped" in w for w in status["warnings"])
+    assert status["versions"]["filebrowser"] is None
+    pod.signal(signal.SIGTERM)
+    assert "FileBrowser login" not in pod.finish()
+    assert pod.proc.returncode == 0
