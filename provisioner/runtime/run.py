@@ -70,12 +70,16 @@ def default_load(manifest: str | None, env: dict[str, str]) -> tuple[DesiredStat
 
 
 def default_comfy_python(layout: Layout) -> str:
-    """ComfyUI's interpreter (``provisioner.pyenv.comfy_python``), else this one."""
+    """ComfyUI's interpreter from ``provisioner.pyenv`` (the workspace venv), else this one."""
     try:
         module = importlib.import_module("provisioner.pyenv")
     except ModuleNotFoundError:
         return sys.executable
-    return str(module.comfy_python(layout))
+    for name in ("comfy_python", "target_python"):
+        chooser = getattr(module, name, None)
+        if callable(chooser):
+            return str(chooser(layout))
+    return sys.executable
 
 
 @dataclass

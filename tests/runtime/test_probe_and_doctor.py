@@ -144,3 +144,10 @@ def test_unknown_user_flag_does_not_block_phoenix_choice(tmp_path: Path) -> None
     assert launch.dropped == ("--normalvram",) and launch.extra_paths_yaml is None
     no_spec = launch_args(None, InstalledFeatures(), comfy, Layout(tmp_path), None, tmp_path / "x")
     assert "--normalvram" in no_spec.args and any("not checked" in w for w in no_spec.warnings)
+
+
+def test_default_comfy_python_is_a_real_interpreter(tmp_path: Path) -> None:
+    from provisioner.runtime.run import default_comfy_python
+
+    python = default_comfy_python(Layout(tmp_path))
+    assert probe_features(python, with_torch=False).python is not None
