@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from provisioner.commands.common import add_source_options
+from provisioner.errors import EnvError
 
 HELP = "harden, apply, launch ComfyUI and services, wait for a signal, stop and clean up"
 
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grace",
         type=float,
-        default=float(os.environ.get("PHOENIX_STOP_GRACE", "10")),
+        metavar="SECONDS",
         help="seconds the container gets to stop (docker's default 10; $PHOENIX_STOP_GRACE); "
         "stopping services and cleanup fit inside it",
     )
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from provisioner.runtime.storage import parse_bool
 
     setup_logging(debug=bool(parse_bool(os.environ.get("DEBUG_MODE"))))
+    grace = args.grace if args.grace is not None else _grace_from_env()
     root = args.root or os.environ.get("PHOENIX_ROOT")
     options = RunOptions(
         root=Path(root) if root else None,
@@ -44,7 +46,22 @@ def run(args: argparse.Namespace) -> int:
         health_port=args.health_port,
         skip_apply=args.skip_apply,
         jobs=args.jobs,
-        grace_s=args.grace,
-        stop_timeout_s=max(1.0, min(5.0, args.grace / 2)),
+        grace_s=grace,
+        stop_timeout_s=max(1.0, min(5.0, grace / 2)),
     )
     return run_pod(options)
+
+
+def _grace_from_env() -> float:
+    text = os.environ.get("PHOENIX_STOP_GRACE", "").strip() or "10"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise EnvError(
+            f"expected a positive number of seconds, found {text!r}",
+            where="PHOENIX_STOP_GRACE",
+            hint="set it to the container's stop grace period, e.g. 10 (docker's default)",
+        )
+    return value

@@ -187,7 +187,6 @@ class Supervisor:
         self._lock = threading.Lock()
         self._stopping = False
         self._last_reap = 0.0
-        self.on_spawn: Callable[[ServiceState], None] | None = None
 
     def _spawn(self, svc: ServiceState) -> None:
         spec = svc.spec
@@ -220,8 +219,6 @@ class Supervisor:
         )
         svc.reader.start()
         log.info("service %s: started pid %d", spec.name, proc.pid)
-        if self.on_spawn is not None:
-            self.on_spawn(svc)
 
     def start(self) -> None:
         """Start every service now."""

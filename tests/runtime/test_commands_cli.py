@@ -54,3 +54,12 @@ def test_cleanup_dry_run_and_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "removed 2 files" in done.stdout
     assert not (root / "output" / "x.png").exists()
+
+
+def test_run_rejects_a_bad_grace_period(tmp_path: Path) -> None:
+    done = _phoenix(
+        "run", "--root", str(tmp_path), env={"HOME": str(tmp_path), "PHOENIX_STOP_GRACE": "soon"}
+    )
+    assert done.returncode == 1
+    assert "PHOENIX_STOP_GRACE: expected a positive number of seconds, found 'soon'" in done.stderr
+    assert "Traceback" not in done.stderr
