@@ -22,11 +22,15 @@ from provisioner.redact import redact
 COMMANDS = (
     "validate",
     "plan",
+    "run",
+    "cleanup",
+    "status",
+    "doctor",
+    "import-snapshot",
+    "export-snapshot",
     "schema",
     "env",
     "template",
-    "import-snapshot",
-    "export-snapshot",
 )
 
 EXIT_OK, EXIT_USER, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

@@ -263,6 +263,7 @@ class Manifest(_Strict):
         if isinstance(value, bool):
             raise ValueError("expected the number 1, found a boolean")
         return value
+
     debug: bool = Field(False, description="Verbose logging.")
     storage: Storage = Field(default_factory=Storage)
     comfyui: ComfyUIConfig = Field(default_factory=ComfyUIConfig)

@@ -48,6 +48,7 @@ TYPE_FOLDERS: dict[str, str] = {
     "detection": "ultralytics",
 }
 
+
 @dataclass(frozen=True)
 class CivitaiFile:
     """One resolved file of a model version. ``size`` is approximate (the API gives KB).
