@@ -32,9 +32,7 @@ def template_env(env_vars: Iterable[EnvVar]) -> list[dict[str, Any]]:
     """One entry per variable, Basic tier first. Aliases are left out (the variable they alias
     is listed); secrets never carry a value."""
     chosen = [v for v in env_vars if v.alias_of is None]
-    ordered = [v for v in chosen if v.tier == "Basic"] + [
-        v for v in chosen if v.tier != "Basic"
-    ]
+    ordered = [v for v in chosen if v.tier == "Basic"] + [v for v in chosen if v.tier != "Basic"]
     return [
         {
             "key": v.name,

@@ -39,8 +39,13 @@ _PHOENIX_VARS = {
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The current environment without Phoenix's variables, plus ``extra``."""
+    """The current environment without Phoenix's variables, plus ``extra``.
+
+    ``PYTHONPATH`` points at this checkout so a child process runs the code under test, not
+    whichever checkout was last installed in editable mode.
+    """
     env = {k: v for k, v in os.environ.items() if k not in _PHOENIX_VARS}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
 

@@ -188,6 +188,25 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "Workspace root: models, custom nodes, inputs, outputs (same as --root).",
     ),
     EnvVar(
+        "PHOENIX_BASE_PYTHON",
+        "path",
+        None,
+        None,
+        "Advanced",
+        False,
+        "Interpreter the workspace venv is created over (default: the Python running Phoenix; "
+        "in the image, the NGC Python with its CUDA torch).",
+    ),
+    EnvVar(
+        "PHOENIX_INSTALLER",
+        "str",
+        "auto",
+        None,
+        "Advanced",
+        False,
+        "Package installer: auto (uv when it supports --excludes, else pip), uv or pip.",
+    ),
+    EnvVar(
         "CIVITAI_API_BASE",
         "url",
         "https://civitai.com",

@@ -6,8 +6,7 @@
   (``urn:air:flux1:lora:civitai:618692@691639``), or a civitai.com model / download URL.
 - Nodes: ``https://host/owner/repo[.git][@ref]``, ``ssh://...``, ``git@host:owner/repo[@ref]``,
   ``file:///path/repo[@ref]``.
-- Packages: PEP 508 requirements separated by commas, whitespace or newlines
-  (``numpy>=1.26,<2`` keeps its comma).
+- Packages: see :func:`provisioner.requirements.split_requirements`.
 """
 
 from __future__ import annotations
@@ -16,19 +15,25 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 _HF_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}"
 _HF_ITEM = re.compile(
     rf"^(?P<repo>{_HF_NAME}/{_HF_NAME})(?:@(?P<rev>[^:\s@]+))?(?::(?P<pattern>[^\s]+))?$"
 )
 _HF_HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
-_CIVITAI_HOSTS = {"civitai.com", "www.civitai.com", "civitai.green"}
+_CIVITAI_HOSTS = frozenset({"civitai.com", "www.civitai.com", "civitai.green", "www.civitai.green"})
+_ID = re.compile(r"^(\d+)(?:@(\d+))?$")
 _AIR = re.compile(
-    r"^urn:air:(?P<eco>[a-z0-9_.-]+):(?P<type>[a-z0-9_.-]+):civitai:(?P<model>\d+)(?:@(?P<ver>\d+))?$",
+    r"^urn:air:(?P<eco>[a-z0-9_.-]+):(?P<type>[a-z0-9_.-]+):(?P<source>[a-z0-9_-]+):"
+    r"(?P<id>[^@\s]+?)(?:@(?P<ver>[^.\s]+))?(?:\.(?P<fmt>[a-z0-9]+))?$",
     re.IGNORECASE,
 )
-_ID = re.compile(r"^(?P<model>\d+)(?:@(?P<ver>\d+))?$")
+_FORMS = (
+    "a model id (618692), 'modelId@versionId' (618692@691639), an AIR "
+    "(urn:air:flux1:lora:civitai:618692@691639), https://civitai.com/models/<id>"
+    "[?modelVersionId=<v>] or https://civitai.com/api/download/models/<versionId>"
+)
+
+
 _NODE_SCP = re.compile(r"^git@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^@\s]+?)(?:@(?P<ref>[^@\s/]+))?$")
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
@@ -44,7 +49,7 @@ class HFItem:
 
 @dataclass(frozen=True)
 class CivitaiRef:
-    """A parsed Civitai reference; at least one of the ids is set."""
+    """A parsed Civitai reference; at least one id is set (a download URL names only a version)."""
 
     model_id: int | None
     version_id: int | None
@@ -91,39 +96,69 @@ def _parse_hf_url(text: str) -> HFItem:
     raise ValueError("expected https://huggingface.co/org/repo/resolve/<revision>/<path/to/file>")
 
 
-def parse_civitai_ref(text: str) -> CivitaiRef:
-    """Parse a Civitai id, ``id@version``, AIR URN, or civitai.com URL."""
-    text = text.strip()
-    m = _ID.match(text)
-    if m:
-        return CivitaiRef(int(m["model"]), int(m["ver"]) if m["ver"] else None)
-    m = _AIR.match(text)
-    if m:
-        return CivitaiRef(int(m["model"]), int(m["ver"]) if m["ver"] else None)
-    if text.startswith(("http://", "https://")):
-        return _parse_civitai_url(text)
-    raise ValueError(
-        "expected a model id (618692), 'modelId@versionId' (618692@691639), an AIR "
-        "(urn:air:flux1:lora:civitai:618692@691639) or a civitai.com model/download URL"
-    )
+def parse_civitai_ref(text: str | int) -> CivitaiRef:
+    """Parse a Civitai reference; ``ValueError`` says what was found and what is accepted."""
+    if isinstance(text, int):
+        if text <= 0:
+            raise ValueError(f"a Civitai model id must be positive, found {text}")
+        return CivitaiRef(text, None)
+    raw = text.strip()
+    if not raw:
+        raise ValueError(f"empty Civitai reference; expected {_FORMS}")
+    match = _ID.match(raw)
+    if match:
+        return _ref(match.group(1), match.group(2), raw)
+    if raw.lower().startswith("urn:"):
+        return _parse_air(raw)
+    if re.match(r"^(https?://)?(www\.)?civitai\.(com|green)(/|$)", raw, re.IGNORECASE):
+        return _parse_url(raw if "://" in raw else f"https://{raw}")
+    if raw.lower().startswith(("http://", "https://")):
+        host = urlsplit(raw).hostname
+        raise ValueError(f"expected a civitai.com URL, found host {host!r} in {raw!r}")
+    raise ValueError(f"cannot read {raw!r} as a Civitai reference; expected {_FORMS}")
 
 
-def _parse_civitai_url(text: str) -> CivitaiRef:
-    parts = urlsplit(text)
-    if (parts.hostname or "").lower() not in _CIVITAI_HOSTS:
-        raise ValueError(f"expected a civitai.com URL, found host {parts.hostname!r}")
-    segs = [s for s in parts.path.split("/") if s]
+def _ref(model: str | None, version: str | None, raw: str) -> CivitaiRef:
+    model_id = int(model) if model else None
+    version_id = int(version) if version else None
+    if model_id == 0 or version_id == 0:
+        raise ValueError(f"Civitai ids must be positive, found {raw!r}")
+    return CivitaiRef(model_id, version_id)
+
+
+def _parse_air(raw: str) -> CivitaiRef:
+    match = _AIR.match(raw)
+    if not match:
+        raise ValueError(
+            f"malformed AIR {raw!r}; expected urn:air:<ecosystem>:<type>:civitai:<modelId>"
+            "[@<versionId>], e.g. urn:air:flux1:lora:civitai:618692@691639"
+        )
+    if match["source"].lower() != "civitai":
+        raise ValueError(f"AIR {raw!r} names source {match['source']!r}, not civitai")
+    if not match["id"].isdigit() or (match["ver"] is not None and not match["ver"].isdigit()):
+        raise ValueError(f"AIR {raw!r}: Civitai model and version ids must be numbers")
+    return _ref(match["id"], match["ver"], raw)
+
+
+def _parse_url(raw: str) -> CivitaiRef:
+    parts = urlsplit(raw)
+    segments = [s for s in parts.path.split("/") if s]
     query = parse_qs(parts.query)
-    version = query.get("modelVersionId", [None])[0]
-    if len(segs) >= 2 and segs[0] == "models" and segs[1].isdigit():
-        if version is not None and not version.isdigit():
-            raise ValueError("modelVersionId in the URL must be a number")
-        return CivitaiRef(int(segs[1]), int(version) if version else None)
-    if len(segs) >= 4 and segs[:3] == ["api", "download", "models"] and segs[3].isdigit():
-        return CivitaiRef(None, int(segs[3]))
+    versions = query.get("modelVersionId") or []
+    version = versions[0] if versions else None
+    if version is not None and not version.isdigit():
+        raise ValueError(f"modelVersionId in {raw!r} must be a number, found {version!r}")
+    if len(segments) >= 2 and segments[0] == "models":
+        if not segments[1].isdigit():
+            raise ValueError(f"model id in {raw!r} must be a number, found {segments[1]!r}")
+        return _ref(segments[1], version, raw)
+    if segments[:3] == ["api", "download", "models"] and len(segments) == 4:
+        if not segments[3].isdigit():
+            raise ValueError(f"version id in {raw!r} must be a number, found {segments[3]!r}")
+        return _ref(None, segments[3], raw)
     raise ValueError(
-        "expected https://civitai.com/models/<id>[?modelVersionId=<v>] or "
-        "https://civitai.com/api/download/models/<versionId>"
+        f"unrecognised civitai.com URL {raw!r}; expected https://civitai.com/models/<id>"
+        "[/<slug>][?modelVersionId=<v>] or https://civitai.com/api/download/models/<versionId>"
     )
 
 
@@ -162,51 +197,3 @@ def parse_node_item(text: str) -> NodeItem:
     if not name or name in {".", ".."} or not re.match(r"^[A-Za-z0-9_.-]+$", name):
         raise ValueError(f"cannot derive a folder name from {url!r}")
     return NodeItem(url, ref, name)
-
-
-_STARTS_REQ = re.compile(r"^[A-Za-z0-9]")
-_CONTINUES = ("<", ">", "=", "!", "~", ";", "'", '"', "(", ")")
-
-
-def split_requirements(text: str) -> list[str]:
-    """Split a list of PEP 508 requirements on commas, whitespace and newlines.
-
-    A fragment that cannot start a requirement (``<2`` after ``numpy>=1.26,``, a marker after
-    ``;``) is joined back to the one before it. Each result is validated; raises ``ValueError``
-    naming the bad item.
-    """
-    fragments = _fragments(text)
-    items: list[list[str]] = []
-    for frag, sep in fragments:
-        joins = items and (
-            not _STARTS_REQ.match(frag)
-            or frag.lower() in {"and", "or", "in", "not"}
-            or items[-1][-1].rstrip().endswith((";", "and", "or", *_CONTINUES[:5], "[", ","))
-            or _open_brackets("".join(items[-1])) > 0
-        )
-        if joins:
-            items[-1].append(sep + frag)
-        else:
-            items.append([frag])
-    result = []
-    for parts in items:
-        item = "".join(parts).strip()
-        try:
-            Requirement(item)
-        except InvalidRequirement as exc:
-            raise ValueError(f"{item!r} is not a valid PEP 508 requirement: {exc}") from exc
-        result.append(item)
-    return result
-
-
-def _fragments(text: str) -> list[tuple[str, str]]:
-    """Fragments with the separator that preceded each (kept for re-joining)."""
-    out: list[tuple[str, str]] = []
-    for m in re.finditer(r"([,\s]*)([^,\s]+)", text):
-        sep = "," if "," in m.group(1) else " "
-        out.append((m.group(2), sep))
-    return out
-
-
-def _open_brackets(text: str) -> int:
-    return text.count("[") - text.count("]") + text.count("(") - text.count(")")

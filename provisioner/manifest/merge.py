@@ -30,6 +30,7 @@ from provisioner.manifest.models import CivitaiModel, HFModel, Manifest, NodeSpe
 from provisioner.manifest.profiles import load_profiles
 from provisioner.manifest.validate import build_manifest, validate_doc
 from provisioner.redact import register_secret
+from provisioner.requirements import split_requirements
 
 DEFAULT_ORIGIN = "default"
 
@@ -76,7 +77,8 @@ def merge(doc: ManifestDoc | None, user: Manifest | None, env: Mapping[str, str]
         for key in ("models", "nodes", "packages"):
             for i, entry in enumerate(doc.data.get(key, []) or []):
                 getattr(merged, key).append(_Sourced(entry, doc.where([key, i])))
-    scalar_origins = _apply_env_scalars(data, env)
+    scalar_origins = _manifest_scalar_origins(doc) if doc else {}
+    scalar_origins.update(_apply_env_scalars(data, env))
     warnings: list[str] = []
     _apply_env_lists(merged, env, has_manifest_models=bool(merged.models))
     data["models"] = [s.data for s in merged.models]
@@ -97,6 +99,18 @@ def merge(doc: ManifestDoc | None, user: Manifest | None, env: Mapping[str, str]
         warnings=tuple(warnings),
         manifest_path=doc.path if doc else None,
     )
+
+
+def _manifest_scalar_origins(doc: ManifestDoc) -> dict[str, str]:
+    """``file:line:col`` of every scalar setting the manifest spells out (outside lists)."""
+    origins = {}
+    for keypath in doc.positions:
+        if all(isinstance(k, str) for k in keypath) and keypath[0] not in _LIST_SECTIONS:
+            origins[".".join(str(k) for k in keypath)] = doc.where(keypath)
+    return origins
+
+
+_LIST_SECTIONS = ("models", "nodes", "packages")
 
 
 def _apply_env_scalars(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
@@ -202,7 +216,7 @@ def _env_nodes(name: str, value: str) -> list[_Sourced]:
 
 def _env_packages(name: str, value: str) -> list[_Sourced]:
     try:
-        reqs = parse.split_requirements(value)
+        reqs = split_requirements(value)
     except ValueError as exc:
         raise EnvError(
             str(exc), where=f"env:{name}", hint="separate requirements with spaces or newlines"

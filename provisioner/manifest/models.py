@@ -255,6 +255,15 @@ class Manifest(_Strict):
     )
 
     version: Literal[1] = Field(1, description="Manifest format version.")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, value: object) -> object:
+        # True == 1 in Python; JSON Schema's const tells booleans from numbers, and so do we.
+        if isinstance(value, bool):
+            raise ValueError("expected the number 1, found a boolean")
+        return value
+
     debug: bool = Field(False, description="Verbose logging.")
     storage: Storage = Field(default_factory=Storage)
     comfyui: ComfyUIConfig = Field(default_factory=ComfyUIConfig)

@@ -7,6 +7,9 @@ from types import ModuleType
 
 KIND_MODULES: tuple[str, ...] = (
     "provisioner.actions.paths",
+    "provisioner.actions.comfyui",
+    "provisioner.actions.packages",
+    "provisioner.actions.nodes",
     "provisioner.actions.models",
 )
 

@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import requests
 
 from provisioner.errors import AuthError, NotFoundError, SourceError
+from provisioner.manifest.items import parse_civitai_ref
 from provisioner.manifest.models import CivitaiModel
 from provisioner.sources.download import DownloadResult, download
 from provisioner.sources.http import (
@@ -48,33 +48,6 @@ TYPE_FOLDERS: dict[str, str] = {
     "detection": "ultralytics",
 }
 
-_CIVITAI_HOSTS = frozenset({"civitai.com", "www.civitai.com", "civitai.green", "www.civitai.green"})
-_ID = re.compile(r"^(\d+)(?:@(\d+))?$")
-_AIR = re.compile(
-    r"^urn:air:(?P<eco>[a-z0-9_.-]+):(?P<type>[a-z0-9_.-]+):(?P<source>[a-z0-9_-]+):"
-    r"(?P<id>[^@\s]+?)(?:@(?P<ver>[^.\s]+))?(?:\.(?P<fmt>[a-z0-9]+))?$",
-    re.IGNORECASE,
-)
-_FORMS = (
-    "a model id (618692), 'modelId@versionId' (618692@691639), an AIR "
-    "(urn:air:flux1:lora:civitai:618692@691639), https://civitai.com/models/<id>"
-    "[?modelVersionId=<v>] or https://civitai.com/api/download/models/<versionId>"
-)
-
-
-@dataclass(frozen=True)
-class CivitaiRef:
-    """A parsed Civitai reference; at least one id is set (a download URL names only a version)."""
-
-    model_id: int | None
-    version_id: int | None
-
-    @property
-    def key(self) -> str:
-        """Identity used in plan, state and lock: ``ID``, ``ID@VER`` or ``@VER``."""
-        model = "" if self.model_id is None else str(self.model_id)
-        return f"{model}@{self.version_id}" if self.version_id is not None else model
-
 
 @dataclass(frozen=True)
 class CivitaiFile:
@@ -99,72 +72,6 @@ class CivitaiFile:
     def label(self) -> str:
         """``civitai:MODEL@VERSION`` for messages and progress."""
         return f"civitai:{self.model_id}@{self.version_id}"
-
-
-def parse_civitai_ref(text: str | int) -> CivitaiRef:
-    """Parse a Civitai reference; ``ValueError`` says what was found and what is accepted."""
-    if isinstance(text, int):
-        if text <= 0:
-            raise ValueError(f"a Civitai model id must be positive, found {text}")
-        return CivitaiRef(text, None)
-    raw = text.strip()
-    if not raw:
-        raise ValueError(f"empty Civitai reference; expected {_FORMS}")
-    match = _ID.match(raw)
-    if match:
-        return _ref(match.group(1), match.group(2), raw)
-    if raw.lower().startswith("urn:"):
-        return _parse_air(raw)
-    if re.match(r"^(https?://)?(www\.)?civitai\.(com|green)(/|$)", raw, re.IGNORECASE):
-        return _parse_url(raw if "://" in raw else f"https://{raw}")
-    if raw.lower().startswith(("http://", "https://")):
-        host = urlsplit(raw).hostname
-        raise ValueError(f"expected a civitai.com URL, found host {host!r} in {raw!r}")
-    raise ValueError(f"cannot read {raw!r} as a Civitai reference; expected {_FORMS}")
-
-
-def _ref(model: str | None, version: str | None, raw: str) -> CivitaiRef:
-    model_id = int(model) if model else None
-    version_id = int(version) if version else None
-    if model_id == 0 or version_id == 0:
-        raise ValueError(f"Civitai ids must be positive, found {raw!r}")
-    return CivitaiRef(model_id, version_id)
-
-
-def _parse_air(raw: str) -> CivitaiRef:
-    match = _AIR.match(raw)
-    if not match:
-        raise ValueError(
-            f"malformed AIR {raw!r}; expected urn:air:<ecosystem>:<type>:civitai:<modelId>"
-            "[@<versionId>], e.g. urn:air:flux1:lora:civitai:618692@691639"
-        )
-    if match["source"].lower() != "civitai":
-        raise ValueError(f"AIR {raw!r} names source {match['source']!r}, not civitai")
-    if not match["id"].isdigit() or (match["ver"] is not None and not match["ver"].isdigit()):
-        raise ValueError(f"AIR {raw!r}: Civitai model and version ids must be numbers")
-    return _ref(match["id"], match["ver"], raw)
-
-
-def _parse_url(raw: str) -> CivitaiRef:
-    parts = urlsplit(raw)
-    segments = [s for s in parts.path.split("/") if s]
-    query = parse_qs(parts.query)
-    versions = query.get("modelVersionId") or []
-    version = versions[0] if versions else None
-    if version is not None and not version.isdigit():
-        raise ValueError(f"modelVersionId in {raw!r} must be a number, found {version!r}")
-    if len(segments) >= 2 and segments[0] == "models":
-        if not segments[1].isdigit():
-            raise ValueError(f"model id in {raw!r} must be a number, found {segments[1]!r}")
-        return _ref(segments[1], version, raw)
-    if segments[:3] == ["api", "download", "models"] and len(segments) == 4:
-        if not segments[3].isdigit():
-            raise ValueError(f"version id in {raw!r} must be a number, found {segments[3]!r}")
-        return _ref(None, segments[3], raw)
-    raise ValueError(
-        f"unrecognised civitai.com URL {raw!r}; expected https://civitai.com/models/<id>"
-        "[/<slug>][?modelVersionId=<v>] or https://civitai.com/api/download/models/<versionId>"
-    )
 
 
 def folder_for_type(model_type: str | None) -> str | None:

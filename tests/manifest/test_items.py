@@ -11,7 +11,6 @@ from provisioner.manifest.items import (
     parse_civitai_ref,
     parse_hf_item,
     parse_node_item,
-    split_requirements,
 )
 
 
@@ -112,26 +111,3 @@ def test_node_items(text: str, expected: NodeItem) -> None:
 def test_bad_node_items(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_node_item(text)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("numpy>=1.26,<3 six", ["numpy>=1.26,<3", "six"]),
-        ("numpy>=1.26,<2", ["numpy>=1.26,<2"]),
-        ("a,b, c", ["a", "b", "c"]),
-        ("a\nb\n\nc==1.0", ["a", "b", "c==1.0"]),
-        ("requests[socks,security]>=2,<3", ["requests[socks,security]>=2,<3"]),
-        ('six; python_version < "3.12"', ['six; python_version < "3.12"']),
-        ("pkg>=1 , <2", ["pkg>=1,<2"]),
-        ("", []),
-    ],
-)
-def test_split_requirements(text: str, expected: list[str]) -> None:
-    assert split_requirements(text) == expected
-
-
-@pytest.mark.parametrize("text", ["numpy>=>1", "==1.0", "pkg[", "a b>="])
-def test_bad_requirements_name_the_item(text: str) -> None:
-    with pytest.raises(ValueError, match="not a valid PEP 508"):
-        split_requirements(text)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -90,9 +92,28 @@ def test_all_seed_variables_never_leak_tokens(tmp_path: Path) -> None:
     )
 
 
-def _place_everything(root: Path) -> None:
-    """Put every desired model on disk and record it, as apply does."""
-    desired, _ = load_desired(None, {})
+def _comfyui_checkout(root: Path) -> Path:
+    """A local git checkout standing in for the image's ComfyUI, and a manifest pinning it."""
+    repo = root.parent / "ComfyUI"
+    repo.mkdir()
+    (repo / "main.py").write_text("print('stand-in')\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    manifest = root.parent / "manifest.yaml"
+    manifest.write_text(
+        f"version: 1\ncomfyui:\n  repo: file://{repo}\n  ref: {head.stdout.strip()}\n"
+        f"  path: {repo}\n"
+    )
+    return manifest
+
+
+def _place_everything(root: Path) -> Path:
+    """Put every desired item in place and record it, as apply does; returns the manifest."""
+    manifest = _comfyui_checkout(root)
+    desired, _ = load_desired(str(manifest), {})
     layout = Layout(root)
     for folder in ("models", "custom_nodes", "input", "output", "user", ".phoenix"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -101,8 +122,6 @@ def _place_everything(root: Path) -> None:
         path = root / "models" / str(model.folder) / str(model.filename)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(model.id.encode())
-        import hashlib
-
         digest = hashlib.sha256(model.id.encode()).hexdigest()
         store.put_model(
             ModelRecord(
@@ -112,27 +131,29 @@ def _place_everything(root: Path) -> None:
                 {"request": request_key(model)},
             )
         )
+    return manifest
 
 
 def test_plan_after_everything_is_placed_reports_no_changes(tmp_path: Path) -> None:
-    _place_everything(tmp_path)
-    result = run_phoenix("plan", "--detailed-exitcode", "--root", str(tmp_path), env=clean_env())
+    root = tmp_path / "ws"
+    manifest = str(_place_everything(root))
+    args = ("--detailed-exitcode", "--manifest", manifest, "--root", str(root))
+    result = run_phoenix("plan", *args, env=clean_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 to create, 0 to update" in result.stdout
-    verified = run_phoenix(
-        "plan", "--verify", "--detailed-exitcode", "--root", str(tmp_path), env=clean_env()
-    )
+    verified = run_phoenix("plan", "--verify", *args, env=clean_env())
     assert verified.returncode == 0, verified.stdout
 
 
 def test_drifted_missing_and_dropped_files(tmp_path: Path) -> None:
-    _place_everything(tmp_path)
-    ae = tmp_path / "models/vae/ae.safetensors"
+    root = tmp_path / "ws"
+    _place_everything(root)
+    ae = root / "models/vae/ae.safetensors"
     ae.write_bytes(b"tampered, longer than before")
-    (tmp_path / "models/text_encoders/clip_l.safetensors").unlink()
+    (root / "models/text_encoders/clip_l.safetensors").unlink()
     desired, _ = load_desired(None, {"HF_REPOS_TO_DOWNLOAD": "black-forest-labs/FLUX.1-dev"})
     desired_less = type(desired)(desired.manifest, desired.models[:-1])
-    plan = build_plan(desired_less, Layout(tmp_path), load_versions())
+    plan = build_plan(desired_less, Layout(root), load_versions())
     by_id = {c.id: c for c in plan.changes}
     assert by_id["hf:black-forest-labs/FLUX.1-dev/ae.safetensors"].action == "update"
     assert "drifted" in by_id["hf:black-forest-labs/FLUX.1-dev/ae.safetensors"].reason
@@ -143,16 +164,17 @@ def test_drifted_missing_and_dropped_files(tmp_path: Path) -> None:
 
 
 def test_verify_detects_same_size_corruption(tmp_path: Path) -> None:
-    _place_everything(tmp_path)
-    ae = tmp_path / "models/vae/ae.safetensors"
+    root = tmp_path / "ws"
+    _place_everything(root)
+    ae = root / "models/vae/ae.safetensors"
     st = ae.stat()
     data = bytearray(ae.read_bytes())
     data[0] ^= 1
     ae.write_bytes(bytes(data))
     os.utime(ae, ns=(st.st_atime_ns, st.st_mtime_ns))
     desired, _ = load_desired(None, {})
-    quick = build_plan(desired, Layout(tmp_path), load_versions())
-    slow = build_plan(desired, Layout(tmp_path), load_versions(), verify=True)
+    quick = build_plan(desired, Layout(root), load_versions())
+    slow = build_plan(desired, Layout(root), load_versions(), verify=True)
     ae_id = "hf:black-forest-labs/FLUX.1-dev/ae.safetensors"
     assert next(c for c in quick.changes if c.id == ae_id).action == "unchanged"
     assert next(c for c in slow.changes if c.id == ae_id).action == "update"

@@ -248,6 +248,7 @@ class LoopbackHub:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between header and body
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet

@@ -10,13 +10,12 @@ import pytest
 import requests
 
 from provisioner.errors import AuthError, IntegrityError, NotFoundError, SourceError
+from provisioner.manifest.items import CivitaiRef, parse_civitai_ref
 from provisioner.manifest.models import CivitaiModel
 from provisioner.redact import redact
 from provisioner.sources.civitai import (
-    CivitaiRef,
     download_civitai_file,
     folder_for_type,
-    parse_civitai_ref,
     resolve_civitai,
 )
 from provisioner.sources.download import download

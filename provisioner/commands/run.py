@@ -1,0 +1,67 @@
+"""``phoenix run``: the container's main process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from provisioner.commands.common import add_source_options
+from provisioner.errors import EnvError
+
+HELP = "harden, apply, launch ComfyUI and services, wait for a signal, stop and clean up"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``phoenix run``."""
+    add_source_options(parser)
+    parser.add_argument(
+        "--skip-apply", action="store_true", help="launch with what is on disk; change nothing"
+    )
+    parser.add_argument("--jobs", type=int, default=4, help="parallel downloads (default 4)")
+    parser.add_argument(
+        "--health-port", type=int, help="health API port (default: services.health.port, 8189)"
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        metavar="SECONDS",
+        help="seconds the container gets to stop (docker's default 10; $PHOENIX_STOP_GRACE); "
+        "stopping services and cleanup fit inside it",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT or a failure; see :mod:`provisioner.runtime.run` for exit codes."""
+    # imported here so that other subcommands do not pay for the runtime's imports
+    from provisioner.runtime.run import RunOptions, run_pod, setup_logging
+    from provisioner.runtime.storage import parse_bool
+
+    setup_logging(debug=bool(parse_bool(os.environ.get("DEBUG_MODE"))))
+    grace = args.grace if args.grace is not None else _grace_from_env()
+    root = args.root or os.environ.get("PHOENIX_ROOT")
+    options = RunOptions(
+        root=Path(root) if root else None,
+        manifest=args.manifest or os.environ.get("PHOENIX_MANIFEST"),
+        health_port=args.health_port,
+        skip_apply=args.skip_apply,
+        jobs=args.jobs,
+        grace_s=grace,
+        stop_timeout_s=max(1.0, min(5.0, grace / 2)),
+    )
+    return run_pod(options)
+
+
+def _grace_from_env() -> float:
+    text = os.environ.get("PHOENIX_STOP_GRACE", "").strip() or "10"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise EnvError(
+            f"expected a positive number of seconds, found {text!r}",
+            where="PHOENIX_STOP_GRACE",
+            hint="set it to the container's stop grace period, e.g. 10 (docker's default)",
+        )
+    return value

@@ -1,0 +1,118 @@
+"""What ``phoenix doctor`` reports: GPU facts, the torch check, flags, storage, versions.
+
+Read-only: nothing here writes, launches or downloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from provisioner import __version__
+from provisioner.errors import GPUError
+from provisioner.layout import Layout
+from provisioner.manifest.models import Manifest
+from provisioner.runtime import filebrowser, storage
+from provisioner.runtime.cliargs import load_cli_spec
+from provisioner.runtime.flags import InstalledFeatures
+from provisioner.runtime.gpu import GpuFacts, check_arch, read_gpu_facts
+from provisioner.runtime.probe import comfyui_version, git_head, probe_features
+from provisioner.runtime.run import launch_args
+
+
+def doctor_report(
+    manifest: Manifest,
+    root: Path,
+    env: Mapping[str, str],
+    *,
+    python: str,
+    read_gpu: Callable[[], GpuFacts | None] = read_gpu_facts,
+    probe: Callable[[str, bool], InstalledFeatures] = probe_features,
+) -> dict[str, Any]:
+    """Everything ``doctor`` shows, as data. Reads facts; changes nothing."""
+    gpu = read_gpu()
+    features = probe(python, gpu is not None)
+    arch: dict[str, Any] = {"checked": False, "ok": None, "message": "no GPU: nothing to check"}
+    if gpu is not None:
+        if features.torch_arch_list is None:
+            arch = {"checked": False, "ok": None, "message": "torch not importable"}
+        else:
+            try:
+                check_arch(gpu, features.torch_arch_list)
+                arch = {"checked": True, "ok": True, "message": f"torch has code for {gpu.sm}"}
+            except GPUError as exc:
+                arch = {"checked": True, "ok": False, "message": exc.render()}
+    checkout = Path(manifest.comfyui.path)
+    layout = Layout(root)
+    launch = launch_args(
+        gpu, features, manifest.comfyui, layout, load_cli_spec(checkout),
+        layout.phoenix / "run" / "extra_model_paths.yaml",
+    )  # fmt: skip
+    report = storage.assess_storage(
+        manifest.storage.mode,
+        storage.parse_bool(env.get("USE_VOLUME")),
+        storage.read_mount_facts(root),
+        storage.free_bytes(root),
+        0,
+        manifest.storage.min_free_gb,
+        root_explicit=True,
+    )
+    fb = filebrowser.find_binary()
+    return {
+        "gpu": gpu.to_json() if gpu else None,
+        "torch_arch_check": arch,
+        "packages": {
+            "torch": features.torch,
+            "torch_cuda": features.torch_cuda,
+            "torch_arch_list": list(features.torch_arch_list or []),
+            "flash_attn": features.flash_attn,
+            "sageattention": features.sageattention,
+            "xformers": features.xformers,
+        },
+        "flags": {
+            "args": list(launch.args),
+            "reasons": [{"flag": r.flag, "reason": r.reason} for r in launch.choice.reasons],
+            "dropped": list(launch.dropped),
+            "warnings": list(launch.warnings),
+        },
+        "storage": report.to_json(),
+        "versions": {
+            "phoenix": __version__,
+            "python": features.python,
+            "comfyui_version": comfyui_version(checkout),
+            "comfyui_commit": git_head(checkout),
+            "filebrowser": filebrowser.binary_version(fb) if fb else None,
+        },
+    }
+
+
+def render_doctor(report: dict[str, Any]) -> str:
+    """The report as text for a person."""
+    gpu = report["gpu"]
+    lines = ["GPU:"]
+    if gpu:
+        lines.append(
+            f"  {gpu['name']}  cc {gpu['compute_capability']}  {gpu['vram_gib']} GiB  "
+            f"driver {gpu['driver_version']}  CUDA driver {gpu['cuda_driver_version']}"
+        )
+    else:
+        lines.append("  none visible (CPU mode)")
+    arch = report["torch_arch_check"]
+    mark = {True: "ok", False: "FAIL", None: "-"}[arch["ok"]]
+    lines.append(f"torch/GPU check: {mark}: {arch['message']}")
+    lines.append("packages:")
+    lines += [f"  {k:16} {v}" for k, v in report["packages"].items()]
+    lines.append("ComfyUI flags: " + " ".join(report["flags"]["args"]))
+    lines += [f"  {r['flag'] or '(none)'}: {r['reason']}" for r in report["flags"]["reasons"]]
+    lines += [f"  dropped: {d}" for d in report["flags"]["dropped"]]
+    lines += [f"  warning: {w}" for w in report["flags"]["warnings"]]
+    st = report["storage"]
+    lines.append(
+        f"storage: {st['mode']} at {st['root']} ({st['reason']}); {st['free_gb']} GB free, "
+        f"{st['recommended_gb']} GB recommended"
+    )
+    lines += [f"  warning: {w}" for w in st["warnings"]]
+    lines.append("versions:")
+    lines += [f"  {k:16} {v}" for k, v in report["versions"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""Git plumbing against real local repositories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner import gitops, proc
+from provisioner.errors import GitError
+from tests.software_fixtures.gitrepo import Repo
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    r = Repo(tmp_path / "origin")
+    r.commit({"a.txt": "1\n"}, "one")
+    return r
+
+
+def test_resolve_ref_tags_branches_commits_and_default(repo: Repo) -> None:
+    first = repo.git("rev-parse", "HEAD")
+    repo.tag("v1")  # annotated: must resolve to the commit, not the tag object
+    repo.tag("light", annotated=False)
+    second = repo.commit({"a.txt": "2\n"}, "two")
+    repo.branch("dev")
+    third = repo.commit({"a.txt": "3\n"}, "three")
+    assert gitops.resolve_ref(repo.url, "v1") == first
+    assert gitops.resolve_ref(repo.url, "light") == first
+    assert gitops.resolve_ref(repo.url, "dev") == second
+    assert gitops.resolve_ref(repo.url, "main") == third
+    assert gitops.resolve_ref(repo.url, None) == third
+    assert gitops.resolve_ref(repo.url, "f" * 40) == "f" * 40
+    with pytest.raises(GitError) as info:
+        gitops.resolve_ref(repo.url, "v9")
+    assert "'v9' not found" in info.value.message and info.value.where == repo.url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/x.git",
+        "ext::sh -c touch% /tmp/pwned",
+        "/local/path",
+        "-uhttps://x",
+        "ftp://host/repo",
+        "https://host/repo with space",
+    ],
+)
+def test_unsafe_urls_are_rejected(url: str) -> None:
+    with pytest.raises(GitError):
+        gitops.check_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://github.com/o/r.git", "ssh://git@host/o/r", "git@github.com:o/r.git", "file:///x"],
+)
+def test_safe_urls_are_accepted(url: str) -> None:
+    gitops.check_url(url)
+
+
+def test_https_remote_cannot_use_file_transport(repo: Repo, tmp_path: Path) -> None:
+    # GIT_ALLOW_PROTOCOL excludes file unless the URL itself is file://
+    env = gitops.git_env("https://example.invalid/x")
+    assert "file" not in env["GIT_ALLOW_PROTOCOL"].split(":")
+    result = proc.run(["git", "clone", repo.url, str(tmp_path / "c")], env=env)
+    assert not result.ok and "transport 'file' not allowed" in result.output
+
+
+def test_read_head_from_files_loose_packed_and_detached(repo: Repo) -> None:
+    head = repo.git("rev-parse", "HEAD")
+    assert gitops.read_head(repo.path) == head
+    repo.git("pack-refs", "--all")
+    assert not (repo.path / ".git/refs/heads/main").exists()
+    assert gitops.read_head(repo.path) == head
+    repo.git("checkout", "--quiet", "--detach", head)
+    assert gitops.read_head(repo.path) == head
+    assert gitops.read_head(repo.path.parent) is None
+
+
+def test_materialize_clones_via_staging_and_moves_between_refs(repo: Repo, tmp_path: Path) -> None:
+    first = repo.git("rev-parse", "HEAD")
+    repo.tag("v1")
+    second = repo.commit({"b.txt": "b\n"}, "two")
+    dest, staging = tmp_path / "nodes" / "thing", tmp_path / "staging"
+    co = gitops.materialize(repo.url, "v1", dest, staging, what="node thing")
+    assert (co.commit, co.kind, co.fresh, co.unpinned) == (first, "tag", True, False)
+    assert gitops.origin_url(dest) == repo.url
+    assert list(staging.iterdir()) == []
+    co = gitops.materialize(repo.url, "main", dest, staging, what="node thing")
+    assert (co.commit, co.kind, co.changed, co.unpinned) == (second, "branch", True, True)
+    with proc.recording() as calls:
+        co = gitops.materialize(repo.url, first, dest, staging, what="node thing")
+    assert co.commit == first and gitops.read_head(dest) == first
+    assert not any(c[1:] and "fetch" in c for c in calls)  # commit known locally: no fetch
+
+
+def test_new_commits_are_fetched(repo: Repo, tmp_path: Path) -> None:
+    dest, staging = tmp_path / "thing", tmp_path / "staging"
+    gitops.materialize(repo.url, "main", dest, staging, what="x")
+    newer = repo.commit({"c.txt": "c\n"}, "three")
+    co = gitops.materialize(repo.url, newer, dest, staging, what="x")
+    assert co.commit == newer and (dest / "c.txt").exists()
+
+
+def test_existing_non_repo_directory_is_refused(repo: Repo, tmp_path: Path) -> None:
+    dest = tmp_path / "thing"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine")
+    with pytest.raises(GitError) as info:
+        gitops.materialize(repo.url, "main", dest, tmp_path / "s", what="node thing")
+    assert "not a git checkout" in info.value.message
+    assert (dest / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("https://github.com/ltdrdata/ComfyUI-Manager.git", "ComfyUI-Manager"),
+        ("https://github.com/rgthree/rgthree-comfy/", "rgthree-comfy"),
+        ("git@github.com:kijai/ComfyUI-KJNodes.git", "ComfyUI-KJNodes"),
+        ("file:///srv/mirrors/was-node-suite", "was-node-suite"),
+    ],
+)
+def test_node_name_from_url(url: str, name: str) -> None:
+    assert gitops.node_name(url) == name
+
+
+def test_submodules_are_checked_out(repo: Repo, tmp_path: Path) -> None:
+    lib = Repo(tmp_path / "lib")
+    lib.commit({"lib.py": "VALUE = 42\n"}, "lib")
+    repo.git("-c", "protocol.file.allow=always", "submodule", "add", "--quiet", lib.url, "vendor")
+    repo.commit({}, "add submodule")
+    dest = tmp_path / "nodes" / "with-sub"
+    gitops.materialize(repo.url, "main", dest, tmp_path / "staging", what="node with-sub")
+    assert (dest / "vendor" / "lib.py").read_text() == "VALUE = 42\n"
+
+
+def test_submodule_on_a_blocked_transport_fails(repo: Repo, tmp_path: Path) -> None:
+    lib = Repo(tmp_path / "lib2")
+    lib.commit({"x.py": "\n"}, "lib")
+    repo.git("-c", "protocol.file.allow=always", "submodule", "add", "--quiet", lib.url, "vendor")
+    repo.git("config", "-f", ".gitmodules", "submodule.vendor.url", "ext::sh -c false")
+    repo.commit({}, "submodule over ext::")
+    dest = tmp_path / "nodes" / "evil"
+    with pytest.raises(GitError) as info:
+        gitops.materialize(repo.url, "main", dest, tmp_path / "staging", what="node evil")
+    assert "submodule" in info.value.message and "'ext' not allowed" in info.value.message
+    assert not dest.exists()

@@ -1,0 +1,222 @@
+"""ComfyUI-Manager snapshots: both formats, import with reports, export, and a full round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from ruamel.yaml import YAML
+
+from provisioner import cli
+from provisioner.actions import comfyui, nodes, packages
+from provisioner.errors import ManifestError
+from provisioner.layout import Layout
+from provisioner.manifest.models import Manifest
+from provisioner.snapshot import (
+    GitNode,
+    Snapshot,
+    dump_snapshot,
+    import_snapshot,
+    parse_snapshot,
+)
+from tests.software_fixtures.gitrepo import Repo, node_repo
+from tests.software_fixtures.helpers import apply_ctx, desired_of, observe_ctx, versions
+from tests.software_fixtures.wheels import build_wheel
+
+pytest_plugins = ["tests.software_fixtures.plugin"]
+
+FIXTURES = Path(__file__).parent / "software_fixtures" / "snapshots"
+JSON_SNAPSHOT = FIXTURES / "2026-11-20_14-02-31_snapshot.json"
+YAML_SNAPSHOT = FIXTURES / "2026-11-20_14-05-10_snapshot.yaml"
+
+
+def load(path: Path) -> Snapshot:
+    return parse_snapshot(path.read_text(), path.name)
+
+
+def test_parse_manager_json() -> None:
+    snap = load(JSON_SNAPSHOT)
+    assert snap.comfyui == "46dbc2e157298963e40d6b829f68fe2b0d1d7472"
+    assert len(snap.git_custom_nodes) == 4
+    assert snap.git_custom_nodes["https://github.com/ltdrdata/ComfyUI-Impact-Pack"].disabled
+    assert snap.cnr_custom_nodes == {"comfyui-kjnodes": "1.1.0", "rgthree-comfy": "1.0.2507112302"}
+    assert snap.file_custom_nodes == ({"filename": "websocket_image_save.py", "disabled": True},)
+    assert snap.pips["einops==0.8.1"] == ""
+    assert snap.pips["segment_anything"].startswith("git+https://")
+
+
+def test_parse_manager_yaml_under_custom_nodes() -> None:
+    snap = load(YAML_SNAPSHOT)
+    assert snap.comfyui == "46dbc2e157298963e40d6b829f68fe2b0d1d7472"
+    assert snap.git_custom_nodes["https://github.com/city96/ComfyUI-GGUF"] == GitNode(
+        "e8867ea2773bdee8d50eab4ee7818e5d79023b37", False
+    )
+    assert snap.cnr_custom_nodes == {"comfyui-kjnodes": "1.1.0"}
+    assert list(snap.pips) == ["einops==0.8.1", "gguf==0.17.1", "torch==2.8.0+cu128"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_dump_and_parse_are_inverse(fmt: str) -> None:
+    snap = load(JSON_SNAPSHOT)
+    text = dump_snapshot(snap, fmt)
+    assert parse_snapshot(text, f"x.{fmt}") == snap
+    if fmt == "yaml":
+        assert list(YAML(typ="safe").load(text)) == ["custom_nodes"]
+    else:
+        assert json.loads(text)["git_custom_nodes"]
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "needle"),
+    [
+        ("[1, 2]", "s.json", "not a ComfyUI-Manager snapshot"),
+        ("{not json", "s.json", "not a ComfyUI-Manager snapshot"),
+        ('{"models": []}', "s.json", "expected keys comfyui"),
+        ('{"comfyui": "x", "git_custom_nodes": []}', "s.json", "git_custom_nodes: expected"),
+        (
+            '{"git_custom_nodes": {"https://g/x": {"disabled": false}}}',
+            "s.json",
+            "{hash, disabled}",
+        ),
+        ("custom_nodes: [", "s.yaml", "not a ComfyUI-Manager snapshot"),
+    ],
+)
+def test_bad_snapshots_name_the_file(text: str, name: str, needle: str) -> None:
+    with pytest.raises(ManifestError) as info:
+        parse_snapshot(text, name)
+    assert info.value.where == name and needle in info.value.message
+
+
+def test_import_keeps_what_it_can_and_reports_the_rest() -> None:
+    imported = import_snapshot(load(JSON_SNAPSHOT))
+    assert imported.comfyui_ref == "46dbc2e157298963e40d6b829f68fe2b0d1d7472"
+    assert [n["url"] for n in imported.nodes] == [
+        "https://github.com/ltdrdata/ComfyUI-Manager",
+        "https://github.com/city96/ComfyUI-GGUF",
+        "https://github.com/Kosinkadink/ComfyUI-VideoHelperSuite.git",
+    ]
+    assert all(len(n["ref"]) == 40 for n in imported.nodes)
+    names = {canonicalize_name(Requirement(p).name) for p in imported.packages}
+    assert {"einops", "comfyui-frontend-package", "torchsde", "kornia"} <= names
+    assert not names & {"torch", "torchvision", "torchaudio", "triton", "nvidia-cublas-cu12"}
+    assert not names & {"pip", "setuptools", "segment-anything", "insightface"}
+    reports = "\n".join(imported.reports)
+    for needle in (
+        "ComfyUI-Impact-Pack: disabled",
+        "registry node comfyui-kjnodes@1.1.0",
+        "registry node rgthree-comfy@1.0.2507112302",
+        "websocket_image_save.py",
+        "torch==2.8.0+cu128: the image's torch is kept",
+        "insightface @ file:///root/wheels",
+        "segment_anything @ git+https://",
+    ):
+        assert needle in reports
+    Manifest.model_validate(imported.manifest())
+
+
+def test_pip_modes() -> None:
+    snap = load(JSON_SNAPSHOT)
+    everything = import_snapshot(snap, pips="all")
+    assert any(p.startswith("segment_anything @ git+https://") for p in everything.packages)
+    nothing = import_snapshot(snap, pips="none")
+    assert nothing.packages == () and any("--pips none" in r for r in nothing.reports)
+
+
+def test_import_command_writes_a_valid_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "from-snapshot.yaml"
+    assert cli.main(["import-snapshot", str(YAML_SNAPSHOT), "--output", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# imported from ComfyUI-Manager snapshot")
+    manifest = Manifest.model_validate(YAML(typ="safe").load(text))
+    assert manifest.comfyui.ref == "46dbc2e157298963e40d6b829f68fe2b0d1d7472"
+    assert [n.url for n in manifest.nodes] == [
+        "https://github.com/city96/ComfyUI-GGUF",
+        "https://github.com/ltdrdata/ComfyUI-Manager",
+    ]
+    assert manifest.packages == ["einops==0.8.1", "gguf==0.17.1"]
+    err = capsys.readouterr().err
+    assert "registry node comfyui-kjnodes@1.1.0" in err and "2 node(s), 2 package(s)" in err
+
+
+def test_import_command_missing_file_is_a_user_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["import-snapshot", str(tmp_path / "nope.json")]) == 1
+    assert "cannot read snapshot" in capsys.readouterr().err
+
+
+def _localise(snap: Snapshot, base: Path, wheelhouse: Path) -> tuple[Snapshot, Repo]:
+    """The fixture pointed at local sw_repos (one per URL) and a wheel for each pinned pip."""
+    comfy = Repo(base / "ComfyUI")
+    comfy_commit = comfy.commit({"main.py": "print('comfy')\n", "requirements.txt": "torch\n"})
+    git_nodes = {}
+    for url, entry in snap.git_custom_nodes.items():
+        name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+        repo = node_repo(base, name)
+        git_nodes[repo.url] = GitNode(repo.git("rev-parse", "HEAD"), entry.disabled)
+    for key, value in snap.pips.items():
+        if not value:
+            req = Requirement(key)
+            build_wheel(wheelhouse, req.name, str(next(iter(req.specifier)).version))
+    local = Snapshot(
+        comfy_commit, git_nodes, snap.cnr_custom_nodes, snap.file_custom_nodes, snap.pips
+    )
+    return local, comfy
+
+
+def test_round_trip_import_apply_export(
+    software_env: Path, wheelhouse: Path, sw_layout: Layout, tmp_path: Path
+) -> None:
+    local, comfy_repo = _localise(load(JSON_SNAPSHOT), tmp_path / "repos", wheelhouse)
+    snap_file = tmp_path / "restored_snapshot.json"
+    snap_file.write_text(dump_snapshot(local, "json"))
+    manifest_file = tmp_path / "manifest.yaml"
+    assert cli.main(["import-snapshot", str(snap_file), "-o", str(manifest_file)]) == 0
+
+    data = YAML(typ="safe").load(manifest_file.read_text())
+    checkout = tmp_path / "opt" / "ComfyUI"
+    data["comfyui"]["path"] = str(checkout)  # the user's manifest says where ComfyUI lives
+    desired = desired_of(Manifest.model_validate(data))
+    vers = versions(comfy_repo.url, "0" * 40)  # versions.conf is overridden by the snapshot
+    for kind in (comfyui, packages, nodes):
+        facts = kind.observe(desired, observe_ctx(sw_layout, vers))  # type: ignore[attr-defined]
+        results = kind.apply(kind.diff(desired, facts), apply_ctx(sw_layout, vers))  # type: ignore[attr-defined]
+        assert all(r.ok for r in results), [r.message for r in results if not r.ok]
+
+    exported = tmp_path / "exported.json"
+    argv = ["export-snapshot", "--root", str(sw_layout.root), "--comfyui", str(checkout)]
+    assert cli.main([*argv, "-o", str(exported)]) == 0
+    back = parse_snapshot(exported.read_text(), exported.name)
+    assert back.comfyui == local.comfyui
+    enabled = {u: n for u, n in local.git_custom_nodes.items() if not n.disabled}
+    assert back.git_custom_nodes == enabled
+    exported_pins = {
+        (canonicalize_name(Requirement(k).name), str(Requirement(k).specifier)) for k in back.pips
+    }
+    for requirement in data["packages"]:
+        req = Requirement(requirement)
+        assert (canonicalize_name(req.name), str(req.specifier)) in exported_pins, requirement
+    # and the exported snapshot imports to the same manifest entries again
+    again = import_snapshot(back)
+    assert again.comfyui_ref == local.comfyui
+
+    def key(n: dict[str, str]) -> str:
+        return n["url"]
+
+    assert sorted(again.nodes, key=key) == sorted(data["nodes"], key=key)
+
+    def pins(reqs: list[str] | tuple[str, ...]) -> set[tuple[str, str]]:
+        return {
+            (canonicalize_name(Requirement(r).name), str(Requirement(r).specifier)) for r in reqs
+        }
+
+    assert pins(data["packages"]) <= pins(again.packages)
+
+    yaml_out = tmp_path / "exported.yaml"
+    assert cli.main([*argv, "-o", str(yaml_out)]) == 0
+    assert parse_snapshot(yaml_out.read_text(), yaml_out.name) == back
