@@ -46,6 +46,7 @@ def setup(base: Path, files: int, size: int) -> tuple[Path, Path]:
     from provisioner.layout import Layout
     from provisioner.manifest.merge import load_desired
     from provisioner.state import ModelRecord, StateStore, file_record
+    from tests.fixtures.desired import with_comfyui
 
     root = base / "root"
     folder = root / "models" / "checkpoints"
@@ -64,7 +65,8 @@ def setup(base: Path, files: int, size: int) -> tuple[Path, Path]:
         lines += [f"  - url: http://127.0.0.1:9/{name}", f"    sha256: {digest}",
                   "    type: checkpoints"]  # fmt: skip
     manifest = base / "bench.yaml"
-    manifest.write_text("\n".join(lines) + "\n")
+    # ComfyUI: a local stand-in checkout already at its pinned commit (the image's case)
+    manifest.write_text(with_comfyui("\n".join(lines) + "\n"))
     desired, _ = load_desired(str(manifest), {})
     store = StateStore(Layout(root))
     for model in desired.models:

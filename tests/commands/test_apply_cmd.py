@@ -18,12 +18,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, clean_env, run_phoenix
+from tests.fixtures.desired import with_comfyui
 from tests.fixtures.hub import GATED_TOKEN, LORA_KEYS, FluxHub, build_flux_hub, safetensors_bytes
 from tests.sources.loopback import LoopbackHub, running_hub
 
 FLUX = "black-forest-labs/FLUX.1-dev"
 ENC = "comfyanonymous/flux_text_encoders"
 FLUX_SET = "version: 1\nmodels:\n  - hf: black-forest-labs/FLUX.1-dev\n"
+
 PLACED = {
     "models/diffusion_models/flux1-dev.safetensors": (FLUX, "flux1-dev.safetensors"),
     "models/vae/ae.safetensors": (FLUX, "ae.safetensors"),
@@ -69,7 +71,7 @@ def test_apply_places_verified_files_and_a_rerun_makes_no_request(
     hub: FluxHub, tmp_path: Path
 ) -> None:
     manifest = tmp_path / "pod.yaml"
-    manifest.write_text(FLUX_SET)
+    manifest.write_text(with_comfyui(FLUX_SET))
     root = tmp_path / "root"
     first = run_phoenix("apply", "--manifest", str(manifest), "--root", str(root), env=_env(hub))
     assert first.returncode == 0, first.stderr
@@ -91,10 +93,10 @@ def test_apply_places_verified_files_and_a_rerun_makes_no_request(
 
 def test_gated_repo_exits_1_naming_the_license_page(hub: FluxHub, tmp_path: Path) -> None:
     manifest = tmp_path / "pod.yaml"
-    manifest.write_text(
+    manifest.write_text(with_comfyui(
         "models:\n  - hf: gated-org/gated-model\n    files: [model.safetensors]\n"
         "  - hf: comfyanonymous/flux_text_encoders\n    files: [clip_l.safetensors]\n"
-    )
+    ))
     root = tmp_path / "root"
     result = run_phoenix("apply", "--manifest", str(manifest), "--root", str(root), env=_env(hub))
     assert result.returncode == 1
@@ -106,8 +108,8 @@ def test_gated_repo_exits_1_naming_the_license_page(hub: FluxHub, tmp_path: Path
 
 def test_kill_9_mid_download_never_exposes_a_partial_file(hub: FluxHub, tmp_path: Path) -> None:
     manifest = tmp_path / "pod.yaml"
-    manifest.write_text("models:\n  - hf: black-forest-labs/FLUX.1-dev\n"
-                        "    files: [flux1-dev.safetensors]\n")  # fmt: skip
+    manifest.write_text(with_comfyui("models:\n  - hf: black-forest-labs/FLUX.1-dev\n"
+                                     "    files: [flux1-dev.safetensors]\n"))  # fmt: skip
     root = tmp_path / "root"
     dest = root / "models/diffusion_models/flux1-dev.safetensors"
     hub.proxy.slow["flux1-dev.safetensors"] = 20.0
@@ -142,7 +144,7 @@ def test_concurrent_applies_on_one_root_fetch_each_file_once(
     hub: FluxHub, tmp_path: Path
 ) -> None:
     manifest = tmp_path / "pod.yaml"
-    manifest.write_text(FLUX_SET)
+    manifest.write_text(with_comfyui(FLUX_SET))
     root = tmp_path / "root"
     hub.proxy.slow["flux1-dev.safetensors"] = 2.0
     env = _env(hub)
@@ -177,10 +179,10 @@ def test_planted_tokens_never_appear_anywhere(
                                               "data": safetensors_bytes(LORA_KEYS)}]}],
     )  # fmt: skip
     manifest = tmp_path / "pod.yaml"
-    manifest.write_text(
+    manifest.write_text(with_comfyui(
         "models:\n  - hf: gated-org/gated-model\n    files: [model.safetensors]\n"
         "  - civitai: 618692\n"
-    )
+    ))
     root = tmp_path / "root"
     env = _env(hub, HF_TOKEN=GATED_TOKEN, CIVITAI_TOKEN=civitai_token, FB_PASSWORD=fb_password,
                CIVITAI_API_BASE=civitai.api_base, DEBUG_MODE="true")  # fmt: skip
