@@ -35,8 +35,6 @@ class LockFile:
     desired_hash: str
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: notes written by `phoenix lock` (e.g. what could not be pinned)
-    notes: tuple[str, ...] = ()
     path: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -47,7 +45,6 @@ class LockFile:
             "desired_hash": self.desired_hash,
             "models": self.models,
             "nodes": self.nodes,
-            "notes": list(self.notes),
         }
 
 
@@ -95,7 +92,7 @@ def load_lock(path: Path) -> LockFile:
         if not isinstance(models, dict) or not isinstance(nodes, dict):
             raise ValueError("'models' and 'nodes' must be objects")
         return LockFile(
-            str(data["desired_hash"]), models, nodes, tuple(data.get("notes", [])), str(path)
+            str(data["desired_hash"]), models, nodes, str(path)
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LockFileError(
@@ -136,8 +133,7 @@ def lock_drift(desired: DesiredState, lock: LockFile) -> list[str]:
             out.append(f"{model_id}: the manifest's sha256 differs from the locked one")
     out += [f"{mid} is locked but no longer desired" for mid in lock.models if mid not in wanted]
     node_ids = {n.id for n in desired.nodes}
-    out += [f"{n.id} is not in the lock file" for n in desired.nodes if n.id not in lock.nodes
-            and not lock.notes]  # fmt: skip
+    out += [f"{n.id} is not in the lock file" for n in desired.nodes if n.id not in lock.nodes]
     out += [f"{nid} is locked but no longer desired" for nid in lock.nodes if nid not in node_ids]
     if not out and lock.desired_hash != desired_hash(desired):
         out.append("an entry's options changed since the lock was written")
@@ -199,13 +195,13 @@ def resolve_lock(
     secrets: Secrets,
     *,
     jobs: int = 4,
-    resolve_ref: Callable[[str, str | None], str] | None = None,
 ) -> tuple[LockFile, list[tuple[str, PhoenixError]]]:
     """Resolve every floating reference of ``desired``; returns the lock and per-item errors.
 
-    ``resolve_ref`` resolves a node's git ref to a commit (default:
-    ``provisioner.gitops.resolve_ref``); without one, nodes are left out and a note says so.
+    Models resolve in parallel (HF commit + files, Civitai version + file); each node's ref
+    resolves to a commit with :func:`provisioner.gitops.resolve_ref` (``git ls-remote``).
     """
+    from provisioner.gitops import resolve_ref
     from provisioner.sources.huggingface import HFClient
 
     hf = HFClient(token=secrets.hf_token)
@@ -231,33 +227,17 @@ def resolve_lock(
         session()  # create it once, before the threads share it
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(one, desired.models))
-    notes: list[str] = []
     nodes: dict[str, dict[str, Any]] = {}
-    ref_fn = resolve_ref or _default_resolve_ref()
-    if desired.nodes and ref_fn is None:
-        notes.append("nodes are not locked: this Phoenix has no git ref resolver")
-    elif ref_fn is not None:
-        for node in desired.nodes:
-            try:
-                commit = ref_fn(node.spec.url, node.spec.ref)
-                nodes[node.id] = {"url": node.spec.url, "ref": node.spec.ref, "commit": commit}
-            except PhoenixError as exc:
-                errors.append((node.id, exc))
+    for node in desired.nodes:
+        try:
+            commit = resolve_ref(node.spec.url, node.spec.ref)
+            nodes[node.id] = {"url": node.spec.url, "ref": node.spec.ref, "commit": commit}
+        except PhoenixError as exc:
+            errors.append((node.id, exc))
     for s in session_box:
         s.close()
-    lock = LockFile(desired_hash(desired), dict(sorted(models.items())), nodes, tuple(notes))
-    return lock, errors
-
-
-def _default_resolve_ref() -> Callable[[str, str | None], str] | None:
-    import importlib
-
-    try:
-        gitops = importlib.import_module("provisioner.gitops")
-    except ImportError:
-        return None
-    fn = getattr(gitops, "resolve_ref", None)
-    return fn if callable(fn) else None
+    pinned_models, pinned_nodes = dict(sorted(models.items())), dict(sorted(nodes.items()))
+    return LockFile(desired_hash(desired), pinned_models, pinned_nodes), errors
 
 
 def _resolve_model(

@@ -35,7 +35,5 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     write_lock(lock, path)
-    for note in lock.notes:
-        print(f"lock: note: {note}", file=sys.stderr)
     print(f"lock: {len(lock.models)} model(s), {len(lock.nodes)} node(s) pinned → {path}")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -162,13 +161,6 @@ def test_civitai_lock_pins_version_file_hash_and_url(
     assert (layout.root / "models/loras/l.safetensors").read_bytes() == data
 
 
-def _ls_remote(url: str, ref: str | None) -> str:
-    out = subprocess.run(
-        ["git", "ls-remote", url, ref or "HEAD"], check=True, capture_output=True, text=True
-    ).stdout
-    return out.split()[0]
-
-
 def test_nodes_are_locked_to_the_commit_their_ref_points_at(
     flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
 ) -> None:
@@ -176,7 +168,7 @@ def test_nodes_are_locked_to_the_commit_their_ref_points_at(
     url = f"file://{node_repo}"
     manifest = f"nodes:\n  - url: {url}\n    ref: main\n    name: demo\n"
     desired, secrets, _ = desired_from(tmp_path, manifest)
-    lock, errors = resolve_lock(desired, secrets, resolve_ref=_ls_remote)
+    lock, errors = resolve_lock(desired, secrets)
     assert errors == []
     assert lock.nodes == {
         "node:demo": {"url": url, "ref": "main", "commit": flux_hub.hub.repos[FLUX].commits[-1]}
