@@ -8,7 +8,6 @@ must find nothing left to do for every item that succeeded.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +25,6 @@ if TYPE_CHECKING:
     from provisioner.lockfile import LockFile
 
 #: Kinds whose ``apply`` lives outside their observe/diff module.
-_APPLY_MODULES = {"model": "provisioner.actions.model_apply"}
-
-
 @dataclass(frozen=True)
 class ApplyReport:
     """Per-item results, and what the re-observation still finds pending."""
@@ -46,12 +42,8 @@ class ApplyReport:
 
 
 def _applier(module: Any) -> Callable[[list[Change], ApplyContext], list[ItemResult]]:
-    fn = getattr(module, "apply", None)
-    if fn is None and module.KIND in _APPLY_MODULES:
-        fn = importlib.import_module(_APPLY_MODULES[module.KIND]).apply
-    if fn is None:
-        raise AttributeError(f"kind {module.KIND!r} has no apply()")
-    return fn  # type: ignore[no-any-return]
+    fn: Callable[[list[Change], ApplyContext], list[ItemResult]] = module.apply
+    return fn
 
 
 def apply_all(

@@ -27,8 +27,8 @@ ITEM_ID = "comfyui"
 
 
 def comfy_python(layout: Layout) -> Path:
-    """The interpreter ComfyUI runs with: the workspace venv's."""
-    return pyenv.venv_python(layout)
+    """The interpreter ComfyUI runs with: the workspace venv's, or the base before it exists."""
+    return pyenv.target_python(layout)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.actions.base import ObserveContext
+from provisioner.actions.model_apply import apply
 from provisioner.manifest.desired import DesiredModel, DesiredState
 from provisioner.plan.change import Action, Change
 from provisioner.state import ModelRecord, State
+
+__all__ = ["KIND", "apply", "diff", "observe"]
 
 KIND = "model"
 HASH_CHUNK = 8 * 1024 * 1024

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from provisioner.layout import DEFAULT_ROOT, Layout
+from provisioner.manifest.envmap import flag_or_none
 from provisioner.runtime import cleanup, storage, system
 
 HELP = "remove staging files, caches, token files and histories; PARANOID_MODE wipes user data"
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--paranoid",
         action=argparse.BooleanOptionalAction,
-        default=bool(storage.parse_bool(os.environ.get("PARANOID_MODE"))),
+        default=bool(flag_or_none(os.environ.get("PARANOID_MODE"))),
         help="also overwrite and remove outputs, inputs, user data and logs (default: "
         "$PARANOID_MODE)",
     )
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.root or os.environ.get("PHOENIX_ROOT") or DEFAULT_ROOT)
     report = storage.assess_storage(
         args.mode,
-        storage.parse_bool(os.environ.get("USE_VOLUME")),
+        flag_or_none(os.environ.get("USE_VOLUME")),
         storage.read_mount_facts(root),
         storage.free_bytes(root),
         0,

@@ -34,10 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT or a failure; see :mod:`provisioner.runtime.run` for exit codes."""
     # imported here so that other subcommands do not pay for the runtime's imports
+    from provisioner.manifest.envmap import flag_or_none
     from provisioner.runtime.run import RunOptions, run_pod, setup_logging
-    from provisioner.runtime.storage import parse_bool
 
-    setup_logging(debug=bool(parse_bool(os.environ.get("DEBUG_MODE"))))
+    setup_logging(debug=bool(flag_or_none(os.environ.get("DEBUG_MODE"))))
     grace = args.grace if args.grace is not None else _grace_from_env()
     root = args.root or os.environ.get("PHOENIX_ROOT")
     options = RunOptions(

@@ -207,6 +207,36 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "Package installer: auto (uv when it supports --excludes, else pip), uv or pip.",
     ),
     EnvVar(
+        "PHOENIX_STOP_GRACE",
+        "str",
+        "10",
+        None,
+        "Advanced",
+        False,
+        "Seconds the container gets to stop (docker stop -t / RunPod's grace period); "
+        "stopping services and cleanup are time-boxed to fit.",
+    ),
+    EnvVar(
+        "PHOENIX_HEALTH_PORT",
+        "str",
+        "8189",
+        None,
+        "Advanced",
+        False,
+        "Port `phoenix status` asks for /status (the health API's port is "
+        "services.health.port).",
+    ),
+    EnvVar(
+        "PHOENIX_HOME",
+        "path",
+        None,
+        None,
+        "Advanced",
+        False,
+        "Where manifests/, schemas/ and config/ live when Phoenix is installed unusually "
+        "(default: beside the package).",
+    ),
+    EnvVar(
         "CIVITAI_API_BASE",
         "url",
         "https://civitai.com",
@@ -257,6 +287,14 @@ def parse_bool(value: str) -> bool:
     if low in _FALSE:
         return False
     raise ValueError("expected true/false (also 1/0, yes/no, on/off)")
+
+
+def flag_or_none(value: str | None) -> bool | None:
+    """Lenient boolean for paths that must not fail (shutdown): unset or unreadable → None."""
+    try:
+        return parse_bool(value) if value and value.strip() else None
+    except ValueError:
+        return None
 
 
 def split_list(value: str) -> list[str]:

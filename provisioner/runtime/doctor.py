@@ -51,7 +51,7 @@ def doctor_report(
     )  # fmt: skip
     report = storage.assess_storage(
         manifest.storage.mode,
-        storage.parse_bool(env.get("USE_VOLUME")),
+        None,  # USE_VOLUME is already merged into storage.mode
         storage.read_mount_facts(root),
         storage.free_bytes(root),
         0,

@@ -7,7 +7,6 @@ service failed past its restart budget.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -57,29 +56,24 @@ def default_apply(
     desired: DesiredState, layout: Layout, versions: Versions, secrets: Secrets, **kw: Any
 ) -> ApplyReportLike:
     """``provisioner.apply.apply_all``, imported when first needed."""
-    module = importlib.import_module("provisioner.apply")
-    report: ApplyReportLike = module.apply_all(desired, layout, versions, secrets, **kw)
+    from provisioner.apply import apply_all
+
+    report: ApplyReportLike = apply_all(desired, layout, versions, secrets, **kw)
     return report
 
 
 def default_load(manifest: str | None, env: dict[str, str]) -> tuple[DesiredState, Secrets]:
     """``provisioner.manifest.merge.load_desired``, imported when first needed."""
-    module = importlib.import_module("provisioner.manifest.merge")
-    loaded: tuple[DesiredState, Secrets] = module.load_desired(manifest, env)
-    return loaded
+    from provisioner.manifest.merge import load_desired
+
+    return load_desired(manifest, env)
 
 
 def default_comfy_python(layout: Layout) -> str:
-    """ComfyUI's interpreter from ``provisioner.pyenv`` (the workspace venv), else this one."""
-    try:
-        module = importlib.import_module("provisioner.pyenv")
-    except ModuleNotFoundError:
-        return sys.executable
-    for name in ("comfy_python", "target_python"):
-        chooser = getattr(module, name, None)
-        if callable(chooser):
-            return str(chooser(layout))
-    return sys.executable
+    """ComfyUI's interpreter: the workspace venv's (imported when first needed)."""
+    from provisioner.actions.comfyui import comfy_python
+
+    return str(comfy_python(layout))
 
 
 @dataclass
@@ -137,7 +131,7 @@ def choose_storage(
     root = options.root or Path(manifest.storage.root)
     return storage.assess_storage(
         manifest.storage.mode,
-        storage.parse_bool(env.get("USE_VOLUME")),
+        None,  # USE_VOLUME is already merged into storage.mode
         storage.read_mount_facts(root),
         storage.free_bytes(root),
         needed,

@@ -52,18 +52,6 @@ class StorageReport:
         }
 
 
-def parse_bool(value: str | None) -> bool | None:
-    """``true/1/yes/on`` → True, ``false/0/no/off`` → False, unset/empty → None."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    return None
-
-
 def assess_storage(
     setting: Literal["auto", "ephemeral", "volume"],
     use_volume: bool | None,

@@ -132,8 +132,19 @@ def _flags_at(name: str) -> set[str]:
 
 
 def _real_flags() -> set[str]:
-    """Flags accepted both by a recent ComfyUI and by an older release line."""
-    return _flags_at("comfyui_cli_flags.txt") & _flags_at("comfyui_cli_flags_689db36.txt")
+    """Flags accepted by the pinned ComfyUI, a newer one and an older release line."""
+    return (
+        _flags_at("comfyui_cli_flags_pinned.txt")
+        & _flags_at("comfyui_cli_flags.txt")
+        & _flags_at("comfyui_cli_flags_689db36.txt")
+    )
+
+
+def test_recorded_flags_are_those_of_the_pinned_commit() -> None:
+    from provisioner.config import load_versions
+
+    header = (DATA / "comfyui_cli_flags_pinned.txt").read_text().splitlines()[1]
+    assert header.endswith(load_versions().comfyui_commit)
 
 
 def test_every_emittable_flag_exists_in_real_comfyui() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from provisioner.commands import cleanup as cleanup_cmd
 from provisioner.layout import Layout
-from provisioner.manifest.models import ComfyUIConfig, Manifest
+from provisioner.manifest.models import ComfyUIConfig, Manifest, Storage
 from provisioner.runtime.cliargs import parse_cli_spec
 from provisioner.runtime.doctor import doctor_report, render_doctor
 from provisioner.runtime.flags import InstalledFeatures
@@ -94,7 +94,8 @@ def test_doctor_report_for_an_rtx5090_with_old_torch(tmp_path: Path) -> None:
 
 def test_doctor_report_without_gpu(tmp_path: Path) -> None:
     report = doctor_report(
-        Manifest(comfyui=ComfyUIConfig(path=str(tmp_path))), tmp_path, {"USE_VOLUME": "true"},
+        Manifest(comfyui=ComfyUIConfig(path=str(tmp_path)), storage=Storage(mode="volume")),
+        tmp_path, {},
         python=sys.executable,
     )  # fmt: skip
     assert report["gpu"] is None and report["torch_arch_check"]["ok"] is None

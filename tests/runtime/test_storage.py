@@ -12,7 +12,6 @@ from provisioner.runtime.storage import (
     MountFacts,
     assess_storage,
     free_bytes,
-    parse_bool,
     read_mount_facts,
 )
 
@@ -55,9 +54,11 @@ def test_space_warnings_name_numbers() -> None:
     assert short.to_json()["free_gb"] == 20.0
 
 
-def test_parse_bool() -> None:
-    assert parse_bool("TRUE") is True and parse_bool("0") is False
-    assert parse_bool("") is None and parse_bool(None) is None and parse_bool("maybe") is None
+def test_lenient_flag_for_shutdown_paths() -> None:
+    from provisioner.manifest.envmap import flag_or_none
+
+    assert flag_or_none("TRUE") is True and flag_or_none("0") is False
+    assert flag_or_none("") is None and flag_or_none(None) is None and flag_or_none("maybe") is None
 
 
 def test_edges_on_this_machine(tmp_path: Path) -> None:
