@@ -38,8 +38,10 @@ COMMANDS = (
 EXIT_OK, EXIT_USER, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every subcommand's options."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser. With ``only``, just that subcommand's module is imported (fast start-up);
+    the others are registered without options, which is all argparse needs to dispatch.
+    """
     parser = argparse.ArgumentParser(
         prog="phoenix",
         description="Provision ComfyUI + FLUX on a GPU pod from env vars and a manifest.",
@@ -48,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
+        if only is not None and name != only:
+            sub.add_parser(name)
+            continue
         module = importlib.import_module(f"provisioner.commands.{name.replace('-', '_')}")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
@@ -55,10 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` when it is unambiguous, else None (full parser)."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first in COMMANDS and not any(a in {"-h", "--help"} for a in argv[: argv.index(first)]):
+        return first
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_chosen_command(arguments))
+    args = parser.parse_args(arguments)
     try:
         return int(args._module.run(args))
     except PhoenixError as exc:

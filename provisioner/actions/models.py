@@ -11,13 +11,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.actions.base import ObserveContext
-from provisioner.actions.model_apply import apply
+from provisioner.actions.base import ApplyContext, ObserveContext
 from provisioner.manifest.desired import DesiredModel, DesiredState
-from provisioner.plan.change import Action, Change
+from provisioner.plan.change import Action, Change, ItemResult
 from provisioner.state import ModelRecord, State
-
-__all__ = ["KIND", "apply", "diff", "observe"]
 
 KIND = "model"
 HASH_CHUNK = 8 * 1024 * 1024
@@ -54,6 +51,16 @@ def request_key(model: DesiredModel) -> str:
     body = model.entry.model_dump(mode="json", exclude={"required"})
     body["folder"] = model.folder
     return json.dumps(body, sort_keys=True)
+
+
+def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
+    """Download, verify and place models (:mod:`provisioner.actions.model_apply`).
+
+    Imported on first use so that ``plan`` does not load the transfer machinery.
+    """
+    from provisioner.actions.model_apply import apply as apply_models
+
+    return apply_models(changes, ctx)
 
 
 def observe(desired: DesiredState, ctx: ObserveContext) -> ModelFacts:
