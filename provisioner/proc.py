@@ -11,6 +11,7 @@ import contextlib
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,66 @@ def run(
     except OSError as exc:
         return Result(tuple(args), 127, f"{args[0]}: {exc.strerror or exc}")
     return Result(tuple(args), done.returncode, done.stdout.decode("utf-8", "replace"))
+
+
+class Pending:
+    """A child started by :func:`start`; :meth:`result` waits for it, :meth:`cancel` ends it."""
+
+    def __init__(
+        self,
+        args: list[str],
+        popen: subprocess.Popen[bytes] | None,
+        timeout: float,
+        error: str = "",
+    ) -> None:
+        self.args = args
+        self._popen = popen
+        self._error = error
+        self._reaped = popen is None
+        self._deadline = time.monotonic() + timeout
+        self._timeout = timeout
+
+    def result(self) -> Result:
+        """Wait for the child (within the timeout given to :func:`start`) and return its result."""
+        if self._popen is None:
+            return Result(tuple(self.args), 127, f"{self.args[0]}: {self._error}")
+        try:
+            out, _ = self._popen.communicate(timeout=max(0.0, self._deadline - time.monotonic()))
+        except subprocess.TimeoutExpired as exc:
+            self.cancel()
+            raise Timeout(self.args, self._timeout) from exc
+        self._reaped = True
+        return Result(tuple(self.args), self._popen.returncode, out.decode("utf-8", "replace"))
+
+    def cancel(self) -> None:
+        """Kill the child if it still runs and reap it (idempotent)."""
+        if self._reaped or self._popen is None:
+            return
+        if self._popen.poll() is None:
+            self._popen.kill()
+        self._popen.communicate()
+        self._reaped = True
+
+
+def start(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 600.0
+) -> Pending:
+    """Start ``argv`` like :func:`run` does (scrubbed env, no stdin) without waiting for it."""
+    args = [str(a) for a in argv]
+    with _rec_lock:
+        for rec in _recorders:
+            rec.append(args)
+    try:
+        popen = subprocess.Popen(
+            args,
+            env=dict(env) if env is not None else child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    except OSError as exc:
+        return Pending(args, None, timeout, str(exc.strerror or exc))
+    return Pending(args, popen, timeout)
 
 
 @contextlib.contextmanager

@@ -9,12 +9,15 @@ PATH, else pip, and always go through :mod:`provisioner.guard`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import json
 import os
 import shutil
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,10 +144,71 @@ def target_python(layout: Layout) -> Path:
     return py if py.exists() else base_python()
 
 
+def _facts_argv(python: Path) -> list[str]:
+    return [str(python), "-I", "-B", "-c", _FACTS_SCRIPT]
+
+
+#: children started by :func:`prefetch_distributions` in this context, not yet consumed
+_PREFETCHED: contextvars.ContextVar[dict[str, proc.Pending] | None] = contextvars.ContextVar(
+    "phoenix_prefetched_facts", default=None
+)
+#: the facts already read inside a :func:`shared_facts` block (None outside one)
+_SHARED: contextvars.ContextVar[dict[str, Distributions] | None] = contextvars.ContextVar(
+    "phoenix_shared_facts", default=None
+)
+
+
+@contextlib.contextmanager
+def prefetch_distributions(python: Path) -> Iterator[None]:
+    """Start reading ``python``'s distributions now, in a child, while the caller does other work.
+
+    The next :func:`installed_distributions` for the same interpreter inside the block (same
+    thread/context) takes the child's answer instead of starting one; the child is ended on exit
+    if nobody asked. The child and its answer are exactly those of
+    :func:`installed_distributions`. Only for read-only commands: nothing may install inside.
+    """
+    pending = proc.start(_facts_argv(python), timeout=FACTS_TIMEOUT)
+    token = _PREFETCHED.set({str(python): pending})
+    try:
+        yield
+    finally:
+        _PREFETCHED.reset(token)
+        pending.cancel()
+
+
+@contextlib.contextmanager
+def shared_facts() -> Iterator[None]:
+    """Inside the block, each interpreter's distributions are read once and shared.
+
+    For read-only passes (building a plan) where several kinds ask about the same interpreter;
+    nothing installs inside such a block, so the answer cannot go stale.
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def installed_distributions(python: Path) -> Distributions:
     """Read the distributions ``python`` can import (a read-only fact; one short child)."""
+    shared = _SHARED.get()
+    if shared is not None and str(python) in shared:
+        return shared[str(python)]
+    dists = _read_distributions(python)
+    if shared is not None:
+        shared[str(python)] = dists
+    return dists
+
+
+def _read_distributions(python: Path) -> Distributions:
+    prefetched = _PREFETCHED.get()
+    pending = prefetched.pop(str(python), None) if prefetched is not None else None
     try:
-        result = proc.run([str(python), "-I", "-B", "-c", _FACTS_SCRIPT], timeout=FACTS_TIMEOUT)
+        if pending is not None:
+            result = pending.result()
+        else:
+            result = proc.run(_facts_argv(python), timeout=FACTS_TIMEOUT)
     except proc.Timeout as exc:
         raise InstallError(f"reading installed packages: {exc}", where=str(python)) from exc
     if not result.ok:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
+from provisioner import pyenv
 from provisioner.commands.common import add_source_options, load_inputs
+from provisioner.layout import Layout
 
 HELP = "show what apply would change (read-only; exit 2 with --detailed-exitcode on changes)"
 
@@ -23,6 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The installed-distributions child runs while the manifest machinery imports and parses;
+    # it is keyed by interpreter, so a wrong guess of the root only wastes the child.
+    with pyenv.prefetch_distributions(pyenv.target_python(Layout(Path(_likely_root(args))))):
+        return _run(args)
+
+
+def _likely_root(args: argparse.Namespace) -> str:
+    return str(args.root or os.environ.get("PHOENIX_ROOT", "").strip() or "/workspace")
+
+
+def _run(args: argparse.Namespace) -> int:
     from provisioner.plan.build import build_plan
     from provisioner.plan.render import render_json, render_text, use_color
 

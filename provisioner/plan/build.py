@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provisioner import pyenv
 from provisioner.actions.base import ObserveContext
 from provisioner.config import Versions
 from provisioner.layout import Layout
@@ -72,10 +73,11 @@ def build_plan(
     ctx = ObserveContext(layout, state, versions, verify)
     changes: list[Change] = []
     facts: dict[str, Any] = {}
-    for module in kind_modules():
-        observed = module.observe(desired, ctx)
-        facts[module.KIND] = observed
-        changes.extend(module.diff(desired, observed))
+    with pyenv.shared_facts():  # kinds asking about the same interpreter share one read
+        for module in kind_modules():
+            observed = module.observe(desired, ctx)
+            facts[module.KIND] = observed
+            changes.extend(module.diff(desired, observed))
     free = free_space(layout.root)
     plan = Plan(tuple(changes), (), str(layout.root), free, facts, dict(versions.values))
     return Plan(
