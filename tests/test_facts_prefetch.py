@@ -99,3 +99,21 @@ def test_plan_prefetches_only_the_interpreter_it_reads(tmp_path: Path) -> None:
         assert plan_cmd.run(args) == 0
     facts = _facts_calls(calls)
     assert [c[0] for c in facts] == [str(pyenv.target_python(Layout(root)))]
+
+
+def test_plan_of_the_embedded_default_on_a_fresh_root_starts_no_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("PHOENIX_MANIFEST", "EXTRA_PYTHON_PACKAGES", "PHOENIX_ROOT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(plan_cmd, "DEFAULT_COMFYUI", str(tmp_path / "no-comfyui"))
+    parser = argparse.ArgumentParser()
+    plan_cmd.add_arguments(parser)
+    args = parser.parse_args(["--root", str(tmp_path / "ws")])
+    assert not plan_cmd._likely_reads_packages(args, Layout(tmp_path / "ws"))
+    with proc.recording() as calls:
+        assert plan_cmd.run(args) == 0
+    assert _facts_calls(calls) == []
+    (tmp_path / "no-comfyui").mkdir()
+    (tmp_path / "no-comfyui" / "requirements.txt").write_text("torch\n")
+    assert plan_cmd._likely_reads_packages(args, Layout(tmp_path / "ws"))

@@ -11,6 +11,7 @@ from provisioner import pyenv
 from provisioner.commands.common import add_source_options, load_inputs
 from provisioner.layout import Layout
 
+DEFAULT_COMFYUI = "/opt/ComfyUI"
 HELP = "show what apply would change (read-only; exit 2 with --detailed-exitcode on changes)"
 
 
@@ -27,14 +28,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # The installed-distributions child runs while the manifest machinery imports and parses;
-    # it is keyed by interpreter, so a wrong guess of the root only wastes the child.
-    with pyenv.prefetch_distributions(pyenv.target_python(Layout(Path(_likely_root(args))))):
-        return _run(args)
+    # The installed-distributions child runs while the manifest machinery imports and parses.
+    # It is keyed by interpreter, so a wrong guess only costs the child (or the overlap).
+    layout = Layout(Path(_likely_root(args)))
+    if _likely_reads_packages(args, layout):
+        with pyenv.prefetch_distributions(pyenv.target_python(layout)):
+            return _run(args)
+    return _run(args)
 
 
 def _likely_root(args: argparse.Namespace) -> str:
     return str(args.root or os.environ.get("PHOENIX_ROOT", "").strip() or "/workspace")
+
+
+def _likely_reads_packages(args: argparse.Namespace, layout: Layout) -> bool:
+    """Whether observing will probably read the installed distributions (a guess, no parse).
+
+    True after an apply made the venv, when the image's ComfyUI has requirements, or when a
+    manifest or EXTRA_PYTHON_PACKAGES may ask for packages; the embedded default asks for none.
+    """
+    return bool(
+        args.manifest
+        or os.environ.get("PHOENIX_MANIFEST", "").strip()
+        or os.environ.get("EXTRA_PYTHON_PACKAGES", "").strip()
+        or pyenv.venv_python(layout).exists()
+        or Path(DEFAULT_COMFYUI, "requirements.txt").is_file()
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
