@@ -15,11 +15,13 @@ import functools
 import json
 import os
 import shutil
+import site
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from provisioner import proc
 from provisioner.errors import InstallError
@@ -32,74 +34,77 @@ INSTALL_TIMEOUT = 1800.0
 BASE_PTH = "_phoenix_base.pth"
 _VENV_LOCK = threading.Lock()
 
-# Runs inside the target interpreter (which may lack `packaging`): stdlib only.
-_FACTS_SCRIPT = r"""
-import json, os, platform, re, sys
-prefix = os.path.realpath(sys.prefix)
-dists = {}
+# Runs inside the target interpreter (which may lack `packaging`): stdlib only. ``facts(entries)``
+# reads the distributions on ``entries`` (that interpreter's ``sys.path``).
+_FACTS_CODE = r"""
+import os, platform, re, sys
 
-def canon(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
+def facts(entries):
+  prefix = os.path.realpath(sys.prefix)
+  dists = {}
 
-def headers(path, want_requires):
-    name = version = None
-    requires = []
-    for fname in ("METADATA", "PKG-INFO"):
-        try:
-            fh = open(os.path.join(path, fname), encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        with fh:
-            for line in fh:
-                if line in ("\n", "\r\n"):
-                    break
-                key, _, value = line.partition(":")
-                if key == "Name" and name is None:
-                    name = value.strip()
-                elif key == "Version" and version is None:
-                    version = value.strip()
-                elif key == "Requires-Dist" and want_requires:
-                    requires.append(value.strip())
-        break
-    return name, version, requires
+  def canon(name):
+      return re.sub(r"[-_.]+", "-", name).lower()
 
-for entry in sys.path:
-    try:
-        names = sorted(os.listdir(entry or "."))
-    except OSError:
-        continue
-    in_env = os.path.realpath(entry or ".").startswith(prefix + os.sep)
-    for n in names:
-        if not n.endswith((".dist-info", ".egg-info")):
-            continue
-        path = os.path.join(entry, n)
-        stem = n.rsplit(".", 1)[0]
-        name, _, version = stem.partition("-")
-        fast = n.endswith(".dist-info") and version and "-" not in version and not in_env
-        if not fast:
-            name2, version2, requires = headers(path, in_env)
-            if not name2 or not version2:
-                continue
-            name, version = name2, version2
-        else:
-            requires = []
-        key = canon(name)
-        if key in dists:
-            continue  # first on sys.path wins, as at import time
-        dists[key] = {"name": name, "version": version, "in_env": in_env, "requires": requires}
-iver = "{0.major}.{0.minor}.{0.micro}".format(sys.implementation.version)
-env = {"implementation_name": sys.implementation.name, "implementation_version": iver,
-       "os_name": os.name, "platform_machine": platform.machine(),
-       "platform_release": platform.release(), "platform_system": platform.system(),
-       "platform_version": platform.version(),
-       "python_full_version": platform.python_version(),
-       "platform_python_implementation": platform.python_implementation(),
-       "python_version": ".".join(platform.python_version_tuple()[:2]),
-       "sys_platform": sys.platform}
-site = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
-print(json.dumps({"dists": dists, "env": env, "is_venv": sys.prefix != sys.base_prefix,
-                  "site": site}))
+  def headers(path, want_requires):
+      name = version = None
+      requires = []
+      for fname in ("METADATA", "PKG-INFO"):
+          try:
+              fh = open(os.path.join(path, fname), encoding="utf-8", errors="replace")
+          except OSError:
+              continue
+          with fh:
+              for line in fh:
+                  if line in ("\n", "\r\n"):
+                      break
+                  key, _, value = line.partition(":")
+                  if key == "Name" and name is None:
+                      name = value.strip()
+                  elif key == "Version" and version is None:
+                      version = value.strip()
+                  elif key == "Requires-Dist" and want_requires:
+                      requires.append(value.strip())
+          break
+      return name, version, requires
+
+  for entry in entries:
+      try:
+          names = sorted(os.listdir(entry or "."))
+      except OSError:
+          continue
+      in_env = os.path.realpath(entry or ".").startswith(prefix + os.sep)
+      for n in names:
+          if not n.endswith((".dist-info", ".egg-info")):
+              continue
+          path = os.path.join(entry, n)
+          stem = n.rsplit(".", 1)[0]
+          name, _, version = stem.partition("-")
+          fast = n.endswith(".dist-info") and version and "-" not in version and not in_env
+          if not fast:
+              name2, version2, requires = headers(path, in_env)
+              if not name2 or not version2:
+                  continue
+              name, version = name2, version2
+          else:
+              requires = []
+          key = canon(name)
+          if key in dists:
+              continue  # first on sys.path wins, as at import time
+          dists[key] = {"name": name, "version": version, "in_env": in_env, "requires": requires}
+  iver = "{0.major}.{0.minor}.{0.micro}".format(sys.implementation.version)
+  env = {"implementation_name": sys.implementation.name, "implementation_version": iver,
+         "os_name": os.name, "platform_machine": platform.machine(),
+         "platform_release": platform.release(), "platform_system": platform.system(),
+         "platform_version": platform.version(),
+         "python_full_version": platform.python_version(),
+         "platform_python_implementation": platform.python_implementation(),
+         "python_version": ".".join(platform.python_version_tuple()[:2]),
+         "sys_platform": sys.platform}
+  site = [p for p in entries if p.endswith(("site-packages", "dist-packages"))]
+  return {"dists": dists, "env": env, "is_venv": sys.prefix != sys.base_prefix, "site": site}
 """
+_FACTS_SCRIPT = _FACTS_CODE + "\nimport json\nprint(json.dumps(facts(sys.path)))\n"
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,9 @@ def prefetch_distributions(python: Path) -> Iterator[None]:
     if nobody asked. The child and its answer are exactly those of
     :func:`installed_distributions`. Only for read-only commands: nothing may install inside.
     """
+    if _in_process_entries(python) is not None:
+        yield  # read in-process when asked: nothing to start
+        return
     pending = proc.start(_facts_argv(python), timeout=FACTS_TIMEOUT)
     token = _PREFETCHED.set({str(python): pending})
     try:
@@ -202,6 +210,11 @@ def installed_distributions(python: Path) -> Distributions:
 
 
 def _read_distributions(python: Path) -> Distributions:
+    entries = _in_process_entries(python)
+    if entries is not None:  # the running interpreter: the same script, without a child
+        namespace: dict[str, Any] = {}
+        exec(compile(_FACTS_CODE, "<phoenix-facts>", "exec"), namespace)
+        return _distributions(json.loads(json.dumps(namespace["facts"](entries))))
     prefetched = _PREFETCHED.get()
     pending = prefetched.pop(str(python), None) if prefetched is not None else None
     try:
@@ -217,12 +230,44 @@ def _read_distributions(python: Path) -> Distributions:
             where=str(python),
             hint="check that the image's Python works",
         )
-    data = json.loads(result.output.strip().splitlines()[-1])
+    return _distributions(json.loads(result.output.strip().splitlines()[-1]))
+
+
+def _distributions(data: dict[str, Any]) -> Distributions:
     dists = {
         key: Dist(v["name"], v["version"], bool(v["in_env"]), tuple(v["requires"]))
         for key, v in data["dists"].items()
     }
     return Distributions(dists, dict(data["env"]), bool(data["is_venv"]), tuple(data["site"]))
+
+
+def _in_process_entries(python: Path) -> list[str] | None:
+    """The isolated ``sys.path`` when ``python`` is the running interpreter, else None."""
+    return _isolated_path() if str(python) == sys.executable else None
+
+
+def _isolated_path() -> list[str] | None:
+    """This interpreter's ``sys.path`` as ``python -I`` would start with, or None if unsure.
+
+    Isolated mode leaves out the script's folder (or cwd), ``PYTHONPATH`` and the user site;
+    the rest (stdlib, site-packages and what their ``.pth`` files add) is the same. Those
+    entries come first at start-up, so the standard library's zip entry must sit right after
+    them; when it does not (``sys.path`` was changed, ``PYTHONHOME`` is set, the user site is
+    on the path), the caller asks a child instead.
+    """
+    if os.environ.get("PYTHONHOME") and not sys.flags.ignore_environment:
+        return None
+    lead = 0 if (sys.flags.safe_path or sys.flags.isolated) else 1
+    if not sys.flags.ignore_environment and os.environ.get("PYTHONPATH"):
+        lead += len([p for p in os.environ["PYTHONPATH"].split(os.pathsep) if p])
+    stdlib_zip = "python{}{}.zip".format(*sys.version_info[:2])
+    if len(sys.path) <= lead or os.path.basename(sys.path[lead]) != stdlib_zip:
+        return None
+    entries = sys.path[lead:]
+    user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    if user_site and user_site in entries:
+        return None
+    return entries
 
 
 def ensure_venv(layout: Layout, base: Path | None = None) -> Path:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -117,3 +119,56 @@ def test_plan_of_the_embedded_default_on_a_fresh_root_starts_no_child(
     (tmp_path / "no-comfyui").mkdir()
     (tmp_path / "no-comfyui" / "requirements.txt").write_text("torch\n")
     assert plan_cmd._likely_reads_packages(args, Layout(tmp_path / "ws"))
+
+
+_PROBE = """
+import json, sys
+from pathlib import Path
+from provisioner import proc, pyenv
+with proc.recording() as calls:
+    here = pyenv.installed_distributions(Path(sys.executable))
+child = proc.run(pyenv._facts_argv(Path(sys.executable)))
+there = pyenv._distributions(json.loads(child.output.strip().splitlines()[-1]))
+isolated = proc.run([sys.executable, "-I", "-c", "import sys, json; print(json.dumps(sys.path))"])
+print(json.dumps({"children": len(calls), "equal": here == there, "names": sorted(here.dists),
+                  "path_equal": pyenv._isolated_path() == json.loads(isolated.output)}))
+"""
+
+
+def _fake_dist(folder: Path, name: str) -> None:
+    info = folder / f"{name}-9.9.egg-info"
+    info.mkdir(parents=True)
+    (info / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 9.9\n\n")
+
+
+@pytest.mark.parametrize("how", ["-c", "safe-path"])
+def test_running_interpreter_is_read_in_process_exactly_as_the_isolated_child(
+    tmp_path: Path, how: str
+) -> None:
+    """Script folder/cwd and PYTHONPATH (with fake distributions) are left out, as with -I."""
+    repo = Path(__file__).resolve().parents[1]
+    _fake_dist(tmp_path, "phoenix-fake-cwd")
+    _fake_dist(tmp_path / "pp", "phoenix-fake-pythonpath")
+    env = proc.child_env({"PYTHONPATH": os.pathsep.join([str(repo), str(tmp_path / "pp")])})
+    env.pop("PYTHONHOME", None)
+    flags = ["-P"] if how == "safe-path" else []
+    done = subprocess.run(
+        [sys.executable, *flags, "-c", _PROBE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["children"] == 0 and got["equal"] and got["path_equal"]
+    assert "pydantic" in got["names"]
+    assert not {"phoenix-fake-cwd", "phoenix-fake-pythonpath"} & set(got["names"])
+
+
+def test_a_changed_sys_path_falls_back_to_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", ["/somewhere/else", *sys.path])
+    assert pyenv._isolated_path() is None
+    with proc.recording() as calls:
+        pyenv.installed_distributions(PY)
+    assert len(_facts_calls(calls)) == 1
