@@ -37,6 +37,7 @@ _PATTERN_HELP = {
     models.FILE_NAME_RE: "a plain file name without '/'",
     r"^[A-Za-z0-9_.@-]+$": "letters, digits and _ . @ - only",
     r"^[a-z_][a-z0-9_-]*$": "a lowercase Unix user name",
+    r"^\s*\S": "a non-empty value",
     r"^[0-9a-fA-F]{64}$": "a SHA256 of 64 hex characters",
     r"^https?://[^\s]+$": "an http(s):// URL",
     r"^(https://|ssh://|git@|file://)\S+$": "a git URL (https://, ssh://, git@host:..., file://)",
@@ -137,9 +138,19 @@ def _explain(
         return
     if validator in {"anyOf", "oneOf"} and error.context:
         # Optional fields are `anyOf: [X, null]`; report the non-null branch's complaint.
-        best = [e for e in error.context if e.validator != "type" or e.validator_value != "null"]
-        if best:
-            yield from _explain(best[0], doc, root_schema, prefix)
+        # Optional fields are `anyOf: [X, null]`. Prefer a branch whose type matched (its
+        # complaint is the useful one); else name every accepted type.
+        branches = [
+            e for e in error.context if not (e.validator == "type" and e.validator_value == "null")
+        ]
+        matched = [e for e in branches if e.validator != "type"]
+        if matched or len(branches) == 1:
+            yield from _explain((matched or branches)[0], doc, root_schema, prefix)
+            return
+        if branches:
+            kinds = [str(e.validator_value) for e in branches]
+            found = f"found {_json_kind(inst)} {_short(inst)}"
+            yield _located(doc, keypath, f"expected {_a(kinds)}, {found}", None)
             return
     yield _located(doc, keypath, _describe(error), _value_hint(error))
 
