@@ -85,7 +85,7 @@ def build_manifest(data: dict[str, Any], doc: ManifestDoc | None = None) -> Mani
 
 def _pydantic_problems(exc: Any, doc: ManifestDoc | None) -> ManifestErrors:
     problems = []
-    for err in exc.errors()[:MAX_REPORTED]:
+    for err in _matching_branch(exc.errors(), doc)[:MAX_REPORTED]:
         keypath = [k for k in err["loc"] if isinstance(k, str | int)]
         keypath = _strip_union_tags(keypath)
         where = doc.where(keypath) if doc else None
@@ -94,9 +94,33 @@ def _pydantic_problems(exc: Any, doc: ManifestDoc | None) -> ManifestErrors:
     return ManifestErrors(problems)
 
 
+_SOURCE_CLASS = {"hf": "HFModel", "civitai": "CivitaiModel", "url": "URLModel"}
+
+
+def _matching_branch(errors: list[Any], doc: ManifestDoc | None) -> list[Any]:
+    """For a model entry, keep only the errors of the union member its source key selects."""
+    models = doc.data.get("models") if doc else None
+    kept = []
+    for err in errors:
+        loc = err["loc"]
+        if len(loc) > 2 and loc[0] == "models" and isinstance(loc[1], int) and models:
+            entry = models[loc[1]] if loc[1] < len(models) else None
+            source = next(
+                (k for k in _SOURCE_CLASS if isinstance(entry, dict) and k in entry), None
+            )
+            if source and _SOURCE_CLASS[source] not in str(loc[2]):
+                continue
+        kept.append(err)
+    return kept or errors
+
+
 def _strip_union_tags(keypath: list[str | int]) -> list[str | int]:
-    tags = {"HFModel", "CivitaiModel", "URLModel", "int", "str"}
-    return [k for k in keypath if not (isinstance(k, str) and k in tags)]
+    def is_tag(key: str | int) -> bool:
+        return isinstance(key, str) and (
+            key in {"int", "str"} or any(c in key for c in _SOURCE_CLASS.values())
+        )
+
+    return [k for k in keypath if not is_tag(k)]
 
 
 def _schema_problems(data: dict[str, Any], doc: ManifestDoc) -> list[ManifestError]:
