@@ -173,7 +173,7 @@ def _explain(
             return
         if branches:
             kinds = [str(e.validator_value) for e in branches]
-            found = f"found {_json_kind(inst)} {_short(inst)}"
+            found = f"found {json_kind(inst)} {_short(inst)}"
             yield _located(doc, keypath, f"expected {_a(kinds)}, {found}", None)
             return
     yield _located(doc, keypath, _describe(error), _value_hint(error))
@@ -192,7 +192,7 @@ def _explain_model_entry(
         yield _located(
             doc,
             keypath,
-            f"expected a mapping with one of {', '.join(_MODEL_KEYS)}, found {_json_kind(inst)}",
+            f"expected a mapping with one of {', '.join(_MODEL_KEYS)}, found {json_kind(inst)}",
             "e.g. '- hf: black-forest-labs/FLUX.1-dev' or '- civitai: 618692@691639'",
         )
         return
@@ -232,7 +232,7 @@ def _located(
 
 def _describe(error: Any) -> str:
     v, inst, value = error.validator, error.instance, error.validator_value
-    found = f"found {_json_kind(inst)} {_short(inst)}"
+    found = f"found {json_kind(inst)} {_short(inst)}"
     if v == "type":
         return f"expected {_a(value)}, {found}"
     if v == "enum":
@@ -289,7 +289,8 @@ def _did_you_mean(word: str, choices: list[str]) -> str | None:
     return f"did you mean '{match[0]}'?" if match else None
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """JSON's name for the kind of ``value`` (``mapping`` for objects, ``list`` for arrays)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
