@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner import pyenv
 from provisioner.commands.common import add_source_options, load_inputs
 from provisioner.layout import Layout
+
+if TYPE_CHECKING:
+    from provisioner.manifest.desired import DesiredState
 
 DEFAULT_COMFYUI = "/opt/ComfyUI"
 HELP = "show what apply would change (read-only; exit 2 with --detailed-exitcode on changes)"
@@ -25,6 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--verify", action="store_true", help="re-hash placed files (slow)")
     parser.add_argument("--prune", action="store_true", help="count removals as changes")
+
+
+def _with_lock(desired: DesiredState) -> tuple[DesiredState, list[str]]:
+    """Pins from the lock file beside the manifest (sizes, hashes, commits), and how the
+    desired state differs from it; unchanged when there is no lock file."""
+    from provisioner.lockfile import apply_lock, load_lock, lock_drift, lock_path_for
+
+    path = lock_path_for(desired.manifest_path)
+    if not path.is_file():
+        return desired, []
+    lock = load_lock(path)
+    drift = [f"lock {path.name}: {message}" for message in lock_drift(desired, lock)]
+    return apply_lock(desired, lock), drift
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +79,10 @@ def _run(args: argparse.Namespace) -> int:
     from provisioner.plan.render import render_json, render_text, use_color
 
     desired, _, layout, versions = load_inputs(args)
+    desired, drift = _with_lock(desired)
     plan = build_plan(desired, layout, versions, verify=args.verify)
+    if drift:
+        plan = replace(plan, warnings=(*plan.warnings, *drift))
     if args.format == "json":
         print(render_json(plan, args.prune))
     else:

@@ -223,8 +223,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
         None,
         "Advanced",
         False,
-        "Port `phoenix status` asks for /status (the health API's port is "
-        "services.health.port).",
+        "Port `phoenix status` asks for /status (the health API's port is services.health.port).",
     ),
     EnvVar(
         "PHOENIX_HOME",

@@ -9,9 +9,20 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 SHA256_RE = r"^[0-9a-fA-F]{64}$"
+
+
+def _whole_number(value: object) -> object:
+    """JSON Schema counts 8188.0 as an integer; so do we (strict mode would refuse it)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: An integer field that, like JSON Schema's ``integer``, accepts a float with no fraction.
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 #: ComfyUI's model folders (``folder_paths.py``), the only valid ``type`` values.
 MODEL_FOLDERS = (
@@ -112,7 +123,7 @@ class HFModel(_ModelCommon):
 class CivitaiModel(_ModelCommon):
     """A model version from Civitai; the API's SHA256 is verified on every download."""
 
-    civitai: Union[int, str] = Field(  # noqa: UP007 (keeps pydantic's schema order)
+    civitai: Union[WholeNumber, Annotated[str, Field(pattern=r"^\s*\S")]] = Field(  # noqa: UP007 (keeps pydantic's schema order)
         ...,
         description="Model id, 'modelId@versionId', an AIR (urn:air:...:civitai:ID@VER) or a "
         "civitai.com model/download URL.",
@@ -125,13 +136,6 @@ class CivitaiModel(_ModelCommon):
         None, description="Pick the file with this precision."
     )
     size: Literal["full", "pruned"] | None = Field(None, description="Pick full or pruned file.")
-
-    @field_validator("civitai")
-    @classmethod
-    def _not_blank(cls, value: int | str) -> int | str:
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("must not be empty")
-        return value
 
 
 class URLModel(_ModelCommon):
@@ -146,6 +150,20 @@ class URLModel(_ModelCommon):
     name: Annotated[str, Field(pattern=FILE_NAME_RE)] | None = Field(
         None, description="File name to save as. Default: the URL's last path segment."
     )
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        from provisioner.manifest.items import credential_in_url
+
+        found = credential_in_url(value)
+        if found:
+            raise ValueError(
+                f"the URL carries a credential ({found}); Phoenix sends none to plain URLs and "
+                "would print and store it: use a public URL, or the hf/civitai source with "
+                "its token variable"
+            )
+        return value
 
 
 ModelEntry = Union[HFModel, CivitaiModel, URLModel]  # noqa: UP007
@@ -187,7 +205,7 @@ class ComfyUIConfig(_Strict):
     ref: str | None = Field(None, description="Commit or tag. Default: COMFYUI_COMMIT.")
     path: str = Field("/opt/ComfyUI", description="Where the checkout lives (the image's copy).")
     listen: str = Field("0.0.0.0", description="Address ComfyUI listens on.")
-    port: int = Field(8188, ge=1, le=65535, description="ComfyUI's HTTP port.")
+    port: WholeNumber = Field(8188, ge=1, le=65535, description="ComfyUI's HTTP port.")
     args: list[str] = Field(
         default_factory=list, description="Extra ComfyUI arguments, appended last."
     )
@@ -203,7 +221,7 @@ class Storage(_Strict):
         description="auto: a mounted /workspace or /runpod-volume is a volume; else ephemeral.",
     )
     root: str = Field("/workspace", description="Workspace root (models, nodes, outputs).")
-    min_free_gb: int = Field(
+    min_free_gb: WholeNumber = Field(
         150, ge=0, description="Recommended free space in GB; less is a warning."
     )
 
@@ -212,7 +230,7 @@ class FileBrowser(_Strict):
     """FileBrowser on the workspace. Its password comes from FB_PASSWORD or is generated."""
 
     enabled: bool = Field(True, description="Run FileBrowser.")
-    port: int = Field(8080, ge=1, le=65535, description="FileBrowser's HTTP port.")
+    port: WholeNumber = Field(8080, ge=1, le=65535, description="FileBrowser's HTTP port.")
     username: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.@-]+$")] = Field(
         "admin", description="FileBrowser user name."
     )
@@ -222,7 +240,7 @@ class Health(_Strict):
     """Phoenix's health API."""
 
     enabled: bool = Field(True, description="Serve /healthz, /readyz and /status.")
-    port: int = Field(8189, ge=1, le=65535, description="Health API port.")
+    port: WholeNumber = Field(8189, ge=1, le=65535, description="Health API port.")
 
 
 class Services(_Strict):
@@ -262,7 +280,7 @@ class Manifest(_Strict):
         # True == 1 in Python; JSON Schema's const tells booleans from numbers, and so do we.
         if isinstance(value, bool):
             raise ValueError("expected the number 1, found a boolean")
-        return value
+        return _whole_number(value)
 
     debug: bool = Field(False, description="Verbose logging.")
     storage: Storage = Field(default_factory=Storage)

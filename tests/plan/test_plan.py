@@ -207,3 +207,39 @@ def test_text_plan_shows_pinned_versions(tmp_path: Path) -> None:
     out = run_phoenix("plan", "--root", str(tmp_path), env=clean_env()).stdout
     assert f"ComfyUI {versions['COMFYUI_VERSION']} @ {versions.comfyui_commit[:12]}" in out
     assert versions["NGC_PYTORCH_TAG"] in out
+
+
+def test_plan_uses_the_lock_beside_the_manifest_and_reports_drift(tmp_path: Path) -> None:
+    from provisioner.lockfile import LockFile, desired_hash, lock_path_for, write_lock
+
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text("version: 1\nmodels:\n  - civitai: 618692@691639\n    type: loras\n")
+    desired, _ = load_desired(str(manifest), {})
+    pinned = {
+        "model_id": 618692,
+        "version_id": 691639,
+        "file_id": 1,
+        "download_url": "https://civitai.com/api/download/models/691639",
+        "files": [{"filename": "style.safetensors", "sha256": "ab" * 32, "size": 123456789}],
+    }
+    write_lock(
+        LockFile(desired_hash(desired), {"civitai:618692@691639": pinned}),
+        lock_path_for(str(manifest)),
+    )
+    root = str(tmp_path / "ws")
+    doc = json.loads(
+        run_phoenix(
+            "plan", "--manifest", str(manifest), "--root", root, "--format", "json", env=clean_env()
+        ).stdout
+    )
+    item = next(i for i in doc["items"] if i["id"] == "civitai:618692@691639")
+    assert item["size"] == 123456789 and item["dest"] == "models/loras/style.safetensors"
+    assert doc["summary"]["download_bytes"] == 123456789
+    assert not any(w.startswith("lock ") for w in doc["warnings"])
+
+    manifest.write_text(
+        "version: 1\nmodels:\n  - civitai: 618692@691639\n    type: loras\n"
+        "  - civitai: 42\n    type: loras\n"
+    )
+    text = run_phoenix("plan", "--manifest", str(manifest), "--root", root, env=clean_env())
+    assert "lock manifest.lock.json: civitai:42 is not in the lock file" in text.stdout
