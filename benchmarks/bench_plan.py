@@ -1,7 +1,7 @@
 """Benchmark: `phoenix plan` wall time vs `python -c pass`, on the default and a 500-item manifest.
 
 Prints median wall times over N runs, side by side, and the overhead over the baseline.
-Usage: python benchmarks/bench_plan.py [--runs 15]
+Usage: python benchmarks/bench_plan.py [--runs 15] [--before DIR]
 """
 
 from __future__ import annotations
@@ -45,49 +45,64 @@ def make_manifest(path: Path, items: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def measure(cmd: list[str], runs: int, env: dict[str, str]) -> tuple[float, float]:
-    """(median wall seconds, median CPU seconds of the child) over ``runs`` runs.
+def measure(
+    cmds: list[tuple[list[str], str | None]], runs: int, env: dict[str, str]
+) -> list[tuple[float, float]]:
+    """(median wall seconds, median CPU seconds of the child) per command over ``runs`` rounds.
 
-    CPU time (user + sys) is reported too because wall time on a shared 2-core machine
-    swings with whatever else runs; CPU time does not.
+    The commands run round-robin, so load from other work on the machine hits all of them
+    alike. CPU time (user + sys, children included) is reported too because wall time on a
+    shared 2-core machine swings with whatever else runs; CPU time does not.
     """
-    walls, cpus = [], []
+    walls: list[list[float]] = [[] for _ in cmds]
+    cpus: list[list[float]] = [[] for _ in cmds]
     for _ in range(runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-    return statistics.median(walls), statistics.median(cpus)
+        for i, (cmd, cwd) in enumerate(cmds):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
+            walls[i].append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus[i].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return [(statistics.median(w), statistics.median(c)) for w, c in zip(walls, cpus, strict=True)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also time the plan commands from DIR (a checkout of an older commit), interleaved",
+    )
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "CIVITAI", "PHOENIX"))}
+    trees: list[tuple[str, str | None]] = [("", None)]
+    if args.before:
+        trees.insert(0, ("before: ", args.before))
     with tempfile.TemporaryDirectory() as tmp:
         big = Path(tmp) / "manifest-500.yaml"
         make_manifest(big, 500)
         root = str(Path(tmp) / "ws")
         phoenix = [sys.executable, "-m", "provisioner", "plan", "--root", root]
         big_args = [*phoenix, "--manifest", str(big)]
-        rows = [
-            ("python -c pass (baseline)", measure([sys.executable, "-c", "pass"], args.runs, env)),
-            ("phoenix plan (embedded default)", measure(phoenix, args.runs, env)),
-            ("phoenix plan, 500 items", measure(big_args, args.runs, env)),
-            (
-                "phoenix plan, 500 items, json",
-                measure([*big_args, "--format", "json"], args.runs, env),
-            ),
+        named: list[tuple[str, list[str], str | None]] = [
+            ("python -c pass (baseline)", [sys.executable, "-c", "pass"], None)
         ]
+        for label, cwd in trees:
+            named += [
+                (f"{label}phoenix plan (embedded default)", phoenix, cwd),
+                (f"{label}phoenix plan, 500 items", big_args, cwd),
+                (f"{label}phoenix plan, 500 items, json", [*big_args, "--format", "json"], cwd),
+            ]
+        figures = measure([(cmd, cwd) for _, cmd, cwd in named], args.runs, env)
+    rows = [(name, fig) for (name, _, _), fig in zip(named, figures, strict=True)]
     base_wall, base_cpu = rows[0][1]
-    print(f"runs per command: {args.runs} (medians)")
-    print(f"{'command':<34} {'wall s':>7} {'+wall':>7} {'cpu s':>7} {'+cpu':>7}")
+    print(f"runs per command: {args.runs} (medians); load average: {os.getloadavg()[0]:.2f}")
+    print(f"{'command':<42} {'wall s':>7} {'+wall':>7} {'cpu s':>7} {'+cpu':>7}")
     for name, (wall, cpu) in rows:
-        print(f"{name:<34} {wall:7.3f} {wall - base_wall:+7.3f} {cpu:7.3f} {cpu - base_cpu:+7.3f}")
-    wall, cpu = rows[2][1]
+        print(f"{name:<42} {wall:7.3f} {wall - base_wall:+7.3f} {cpu:7.3f} {cpu - base_cpu:+7.3f}")
+    wall, cpu = rows[-2][1]
     verdict = "meets" if wall - base_wall <= 0.5 else "misses"
     print(
         f"500-item overhead: {wall - base_wall:.3f} s wall ({verdict} the <= 0.5 s target), "
