@@ -22,6 +22,7 @@ FOREIGN = {
     "XDG_CACHE_HOME",
     "VIRTUAL_ENV",
     "PYTHONPATH",
+    "PYTHONHOME",
     "SHELL",
     "LOGNAME",
     "LC_ALL",
