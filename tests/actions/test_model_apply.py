@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -297,3 +298,35 @@ def test_a_correct_file_already_in_place_is_verified_and_kept(
     assert load_state(layout).models[result.id].files[0].sha256 == flux_hub.sha(
         ENC, "clip_l.safetensors"
     )
+
+
+def test_placed_models_are_private_under_umask_077(
+    flux_hub: FluxHub, hf_endpoint: str, civitai: LoopbackHub, tmp_path: Path
+) -> None:
+    """Issue 5: with the pod's umask 077 every placed model file is 0600 (none is widened)."""
+    lora = safetensors_bytes(LORA_KEYS, {"n": "umask"})
+    civitai.add_model(
+        31, name="Private", type="LORA",
+        versions=[{"id": 310, "files": [{"name": "private.safetensors", "data": lora}]}],
+    )
+    vae = safetensors_bytes({"decoder.conv_in.weight": 300, "encoder.conv_in.weight": 300})
+    url = civitai.serve("private-vae.safetensors", Served(data=vae))
+    manifest = CLIP_ONLY + (
+        f"  - civitai: 31\n  - url: {url}\n    sha256: {hashlib.sha256(vae).hexdigest()}\n"
+    )
+    desired, secrets, _ = desired_from(tmp_path, manifest)
+    layout = Layout(tmp_path / "root")
+    old = os.umask(0o077)
+    try:
+        report = apply_all(desired, layout, load_versions(), secrets)
+    finally:
+        os.umask(old)
+    assert report.ok, report.failed
+    placed = {
+        "models/text_encoders/clip_l.safetensors",
+        "models/loras/private.safetensors",
+        "models/vae/private-vae.safetensors",
+    }
+    assert {f.path for rec in load_state(layout).models.values() for f in rec.files} == placed
+    for rel in placed:
+        assert stat.S_IMODE((layout.root / rel).stat().st_mode) == 0o600, rel
