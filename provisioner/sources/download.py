@@ -196,6 +196,8 @@ def download(
                 transfer.drop_validator()
                 ok = True
             finally:
+                if not ok and os.fstat(fd).st_size == 0:
+                    transfer.discard()  # an empty .part (404, 401, no byte yet) resumes nothing
                 if transfer.task is not None:
                     transfer.task.close(ok)
     except OSError as exc:
