@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from provisioner import __version__
 from provisioner.errors import PhoenixError
@@ -38,11 +39,19 @@ COMMANDS = (
 EXIT_OK, EXIT_USER, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors exiting 1 (a user error), not 2 (plan has changes)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USER, f"{self.prog}: error: {message}\n")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser. With ``only``, just that subcommand's module is imported (fast start-up);
     the others are registered without options, which is all argparse needs to dispatch.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="phoenix",
         description="Provision ComfyUI + FLUX on a GPU pod from env vars and a manifest.",
     )

@@ -237,6 +237,17 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "(default: beside the package).",
     ),
     EnvVar(
+        "PHOENIX_IN_IMAGE",
+        "bool",
+        None,
+        None,
+        "Advanced",
+        False,
+        "Set to 1 by the Phoenix image: `phoenix cleanup` then also cleans home-level files "
+        "(pip/uv caches, the Hugging Face token file, shell histories). Elsewhere it only "
+        "cleans the workspace unless given --include-home.",
+    ),
+    EnvVar(
         "CIVITAI_API_BASE",
         "url",
         "https://civitai.com",
