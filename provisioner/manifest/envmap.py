@@ -269,6 +269,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
 
 BY_NAME: dict[str, EnvVar] = {v.name: v for v in ENV_VARS}
 
+#: Credentials of other programs that may sit in a pod's environment: never passed to a child.
+FOREIGN_SECRETS: tuple[str, ...] = ("HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY")
+
+#: Every secret variable name: the table's ``secret`` column, then :data:`FOREIGN_SECRETS`.
+#: ``provisioner.proc`` and ``provisioner.runtime.system`` both use this one list.
+SECRET_NAMES: tuple[str, ...] = tuple(v.name for v in ENV_VARS if v.secret) + FOREIGN_SECRETS
+
 #: The 13 template variables of REQUIREMENTS.md (the seed set).
 SEED_VARIABLES = (
     "DEBUG_MODE",
