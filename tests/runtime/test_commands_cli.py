@@ -38,6 +38,7 @@ def test_doctor_json(tmp_path: Path) -> None:
     assert HF_TOKEN not in done.stdout + done.stderr
     text = _phoenix("doctor", "--manifest", str(manifest), "--root", str(tmp_path), env=env)
     assert "torch/GPU check: -: no GPU" in text.stdout
+    assert "None" not in text.stdout, text.stdout
 
 
 def test_cleanup_dry_run_and_run(tmp_path: Path) -> None:
