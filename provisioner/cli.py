@@ -12,9 +12,11 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from provisioner import __version__
 from provisioner.errors import PhoenixError
+from provisioner.logs import debug_enabled
 from provisioner.redact import redact
 
 #: Subcommands in help order; each is a module in ``provisioner.commands`` exposing
@@ -38,16 +40,24 @@ COMMANDS = (
 EXIT_OK, EXIT_USER, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, which CI would read as "plan has changes"."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USER, f"{self.prog}: error: {message}\n")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser. With ``only``, just that subcommand's module is imported (fast start-up);
     the others are registered without options, which is all argparse needs to dispatch.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="phoenix",
         description="Provision ComfyUI + FLUX on a GPU pod from env vars and a manifest.",
     )
     parser.add_argument("--version", action="version", version=f"phoenix {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
         if only is not None and name != only:
@@ -79,15 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"phoenix: error: {redact(exc.render())}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:
-        # The reader went away (`phoenix plan | head`): stop quietly, as cat would.
+        # The reader went away (`phoenix plan | head`): stop quietly; the output is incomplete,
+        # so this is not a success.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 141
+        return EXIT_USER
     except KeyboardInterrupt:
         print("phoenix: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: say so plainly, keep the traceback for DEBUG_MODE
-        if os.environ.get("DEBUG_MODE", "").lower() in {"1", "true", "yes"}:
+        if debug_enabled(os.environ):
             print(redact(traceback.format_exc()), file=sys.stderr)
         print(
             f"phoenix: internal error: {redact(f'{type(exc).__name__}: {exc}')}\n"

@@ -1,12 +1,14 @@
 """Locate files shipped next to the package: manifests/, schemas/, config/.
 
 In a source checkout (and the image, which installs Phoenix from /opt/phoenix in editable mode)
-they sit beside ``provisioner/``. ``PHOENIX_HOME`` overrides for unusual installs.
+they sit beside ``provisioner/``; a wheel install puts them under ``<prefix>/share/phoenix``.
+``PHOENIX_HOME`` overrides both.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 
@@ -15,7 +17,11 @@ def home() -> Path:
     override = os.environ.get("PHOENIX_HOME")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent
+    beside = Path(__file__).resolve().parent.parent
+    if (beside / "manifests").is_dir():
+        return beside
+    installed = Path(sys.prefix) / "share" / "phoenix"
+    return installed if installed.is_dir() else beside
 
 
 def manifests_dir() -> Path:

@@ -10,32 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.manifest.envmap import ENV_VARS
 from provisioner.redact import forget_secrets
 
 REPO = Path(__file__).resolve().parent.parent
 
-#: Variables Phoenix reads; stripped from the environment of every CLI run in the tests.
-_PHOENIX_VARS = {
-    "DEBUG_MODE",
-    "HUGGINGFACE_TOKEN",
-    "HF_TOKEN",
-    "CIVITAI_TOKEN",
-    "HF_REPOS_TO_DOWNLOAD",
-    "CIVITAI_CHECKPOINTS_TO_DOWNLOAD",
-    "CIVITAI_LORAS_TO_DOWNLOAD",
-    "CIVITAI_VAES_TO_DOWNLOAD",
-    "EXTRA_PYTHON_PACKAGES",
-    "FB_USERNAME",
-    "FB_PASSWORD",
-    "USE_VOLUME",
-    "PARANOID_MODE",
-    "COMFY_CUSTOM_NODE_GIT_URLS",
-    "PHOENIX_MANIFEST",
-    "PHOENIX_ROOT",
-    "CIVITAI_API_BASE",
-    "HF_ENDPOINT",
-    "NO_COLOR",
-}
+#: Variables Phoenix reads (the env table) and NO_COLOR; stripped from every CLI run's env.
+_PHOENIX_VARS = {v.name for v in ENV_VARS} | {"NO_COLOR"}
 
 
 def clean_env(**extra: str) -> dict[str, str]:

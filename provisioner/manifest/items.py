@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 _HF_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}"
 _HF_ITEM = re.compile(
@@ -55,6 +55,14 @@ class CivitaiRef:
     version_id: int | None
 
     @property
+    def canonical(self) -> str:
+        """The one spelling Phoenix stores: ``ID``, ``ID@VER``, or the download URL of a
+        version whose model is not named."""
+        if self.model_id is None:
+            return f"https://civitai.com/api/download/models/{self.version_id}"
+        return self.key
+
+    @property
     def key(self) -> str:
         """Identity used in plan, state and lock: ``ID``, ``ID@VER`` or ``@VER``."""
         model = "" if self.model_id is None else str(self.model_id)
@@ -68,6 +76,35 @@ class NodeItem:
     url: str
     ref: str | None
     name: str
+
+
+_CREDENTIAL_KEYS = re.compile(
+    r"token|key|auth|sig|signature|secret|password|passwd|credential|session|jwt", re.IGNORECASE
+)
+
+
+def credential_in_url(url: str) -> str | None:
+    """What in ``url`` looks like a credential (``user:password@``, ``?token=``), or None.
+
+    Such URLs would be printed in the plan and stored in the state and lock files, so they are
+    refused; tokens travel only in their own variables, as headers.
+    """
+    parts = urlsplit(url)
+    if parts.password is not None or (parts.username and parts.scheme in {"http", "https"}):
+        return "a user name or password before the host"
+    for key, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if _CREDENTIAL_KEYS.search(key):
+            return f"the query parameter {key!r}"
+    return None
+
+
+def _refuse_credentials(url: str, instead: str) -> None:
+    found = credential_in_url(url)
+    if found:
+        raise ValueError(
+            f"the URL carries a credential ({found}); it would be printed in the plan and "
+            f"stored in state and lock files: {instead}"
+        )
 
 
 def parse_hf_item(text: str) -> HFItem:
@@ -85,6 +122,7 @@ def parse_hf_item(text: str) -> HFItem:
 
 
 def _parse_hf_url(text: str) -> HFItem:
+    _refuse_credentials(text, "remove it and set HUGGINGFACE_TOKEN instead")
     parts = urlsplit(text)
     segs = [unquote(s) for s in parts.path.split("/") if s]
     if parts.hostname not in _HF_HOSTS:
@@ -141,6 +179,7 @@ def _parse_air(raw: str) -> CivitaiRef:
 
 
 def _parse_url(raw: str) -> CivitaiRef:
+    _refuse_credentials(raw, "remove it and set CIVITAI_TOKEN instead")
     parts = urlsplit(raw)
     segments = [s for s in parts.path.split("/") if s]
     query = parse_qs(parts.query)

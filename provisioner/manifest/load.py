@@ -186,19 +186,10 @@ def _index(
 
 
 def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
+    from provisioner.manifest.validate import json_kind
+
+    kind = json_kind(value)
+    return kind if kind == "null" else f"a {kind}"
 
 
 def _plain(value: Any) -> Any:

@@ -263,12 +263,17 @@ def _desired_models(manifest: Manifest, merged: _Merged, warnings: list[str]) ->
                 else:
                     add(_hf_file(entry, pattern, folder, origin))
         elif isinstance(entry, CivitaiModel):
-            ref = parse.parse_civitai_ref(str(entry.civitai))
+            try:
+                ref = parse.parse_civitai_ref(entry.civitai)
+            except ValueError as exc:
+                raise _conflict(
+                    origin, f"civitai: {exc}", "see the Civitai forms in README"
+                ) from None
             add(
                 DesiredModel(
                     f"civitai:{ref.key}",
                     "civitai",
-                    entry,
+                    entry.model_copy(update={"civitai": ref.canonical}),
                     origin,
                     entry.type,
                     sha256=_lower(entry.sha256),

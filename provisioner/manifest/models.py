@@ -151,6 +151,20 @@ class URLModel(_ModelCommon):
         None, description="File name to save as. Default: the URL's last path segment."
     )
 
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        from provisioner.manifest.items import credential_in_url
+
+        found = credential_in_url(value)
+        if found:
+            raise ValueError(
+                f"the URL carries a credential ({found}); Phoenix sends none to plain URLs and "
+                "would print and store it: use a public URL, or the hf/civitai source with "
+                "its token variable"
+            )
+        return value
+
 
 ModelEntry = Union[HFModel, CivitaiModel, URLModel]  # noqa: UP007
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
+import inspect
 import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,10 +190,18 @@ class HFClient:
         from huggingface_hub import hf_hub_download
 
         staging.mkdir(parents=True, exist_ok=True)
-        bar: Any = None
+        extra: dict[str, Any] = {}
+        watch: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
         if progress is not None:
-            bar = functools.partial(HubProgressBar, progress, f"hf:{file.repo}/{file.path}")
-        with self._errors(file.repo, file.commit):
+            label = f"hf:{file.repo}/{file.path}"
+            if _accepts(hf_hub_download, "tqdm_class"):  # huggingface_hub >= 1.0 drives our bar
+                extra["tqdm_class"] = functools.partial(HubProgressBar, progress, label)
+            else:  # older releases take no bar: watch the bytes arrive in staging instead
+                from huggingface_hub.utils.tqdm import disable_progress_bars
+
+                disable_progress_bars()  # Phoenix draws this transfer; no second bar from the hub
+                watch = StagingWatch(progress, label, staging, file.size)
+        with self._errors(file.repo, file.commit), watch:
             local = hf_hub_download(
                 file.repo,
                 file.path,
@@ -199,7 +209,7 @@ class HFClient:
                 local_dir=staging,
                 endpoint=self._endpoint,
                 token=self._token,
-                tqdm_class=bar,
+                **extra,
             )
         staged = Path(str(local))
         hashes = hash_file(staged, git_blob=want is None)
@@ -223,8 +233,7 @@ class HFClient:
         """Translate huggingface_hub's errors into Phoenix's, naming the repo and the fix."""
         from huggingface_hub import errors as hf
 
-        # huggingface_hub re-exports its HTTP library's base error (httpx or httpx2)
-        transport_error: type[Exception] = getattr(hf, "HTTPError", OSError)
+        transport_error = _transport_error(getattr(hf, "HTTPError", None))
         try:
             yield
         except hf.LocalEntryNotFoundError as exc:  # huggingface_hub's "could not connect"
@@ -315,6 +324,94 @@ class HubProgressBar:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.close(exc_type is None)
+
+
+class StagingWatch:
+    """Progress for a transfer that reports none: poll the bytes that arrived in ``staging``.
+
+    huggingface_hub before 1.0 has no ``tqdm_class`` argument on ``hf_hub_download`` (only its
+    own tqdm, which does not reach Phoenix's log lines). Both of its backends (HTTP and hf_xet)
+    write the file being fetched into ``local_dir`` (an ``.incomplete`` file, renamed at the
+    end), and the staging folder holds one file's transfer, so its largest file is how far the
+    transfer got. A context manager: a daemon thread polls every ``interval`` seconds until exit.
+    """
+
+    def __init__(
+        self,
+        progress: Progress,
+        label: str,
+        staging: Path,
+        total: int | None,
+        *,
+        interval: float = 0.5,
+    ) -> None:
+        self._staging = staging
+        self._total = total
+        self._interval = interval
+        self._seen = self._arrived()
+        self._task = progress.task(label, total, self._seen)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch {label}", daemon=True)
+
+    def _arrived(self) -> int:
+        """Bytes of the largest file under staging (capped at the expected size)."""
+        largest = 0
+        for dirpath, _dirs, names in os.walk(self._staging):
+            for name in names:
+                with contextlib.suppress(OSError):
+                    largest = max(largest, os.stat(os.path.join(dirpath, name)).st_size)
+        return min(largest, self._total) if self._total is not None else largest
+
+    def poll(self) -> None:
+        """Report the bytes that arrived since the last poll (a restart if the file shrank)."""
+        now = self._arrived()
+        if now >= self._seen:
+            if now > self._seen:
+                self._task.update(now - self._seen)
+        else:
+            self._task.restart(now, self._total)
+        self._seen = now
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.poll()
+
+    def __enter__(self) -> StagingWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc_type is None:
+            self.poll()
+        self._task.close(exc_type is None)
+
+
+def _transport_error(http_error: type[BaseException] | None) -> type[BaseException]:
+    """The root error of the HTTP library huggingface_hub uses (found from its ``HTTPError``).
+
+    huggingface_hub re-exports its library's ``HTTPError``: ``requests`` before 1.0, whose
+    connection errors derive from ``requests.RequestException`` and not from ``HTTPError``;
+    ``httpx``/``httpx2`` since, where ``HTTPError`` is the root. So take the top-most class of
+    ``http_error``'s own package in its MRO. Without one, ``OSError`` (refused, reset, timeout).
+    """
+    if http_error is None:
+        return OSError
+    package = http_error.__module__.split(".")[0]
+    root = http_error
+    for cls in http_error.__mro__:
+        if cls.__module__.split(".")[0] == package:
+            root = cls
+    return root
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    """Whether callable ``fn`` takes a parameter called ``name`` (feature detection)."""
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _is_file(entry: Any) -> bool:

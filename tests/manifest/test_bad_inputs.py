@@ -60,6 +60,25 @@ BAD_MANIFESTS = [
     ("# only a comment\n", ":1:1", "manifest is empty"),
     ("version: 1\n1: x\n", ":", "keys must be text"),
     ("version: 1\nmodels: [\n", ":", "YAML syntax error"),
+    ("version: 1\nmodels:\n  - civitai: abc\n", ":3:5", "cannot read 'abc'"),
+    (
+        "version: 1\nmodels:\n  - url: https://u:pw@example.com/x.bin\n    sha256: "
+        + "a" * 64
+        + "\n",
+        ":3:5",
+        "carries a credential",
+    ),
+    (
+        "version: 1\nmodels:\n  - url: https://cdn.example/x.bin?X-Amz-Signature=s\n"
+        "    sha256: " + "a" * 64 + "\n",
+        ":3:5",
+        "'X-Amz-Signature'",
+    ),
+    (
+        "version: 1\nmodels:\n  - civitai: https://civitai.com/api/download/models/5?token=t\n",
+        ":3:5",
+        "CIVITAI_TOKEN",
+    ),
     ("version: 1\n\tmodels: []\n", ":2:", "YAML"),
 ]
 
@@ -98,6 +117,16 @@ BAD_ENV = [
     ({"EXTRA_PYTHON_PACKAGES": "numpy>=>1"}, "env:EXTRA_PYTHON_PACKAGES", "PEP 508"),
     ({"EXTRA_PYTHON_PACKAGES": "numpy<2 numpy>=2"}, "env:EXTRA_PYTHON_PACKAGES[1]", "twice"),
     ({"FB_USERNAME": "   "}, "env:FB_USERNAME", "empty"),
+    (
+        {"CIVITAI_LORAS_TO_DOWNLOAD": "https://civitai.com/api/download/models/691639?token=abc"},
+        "env:CIVITAI_LORAS_TO_DOWNLOAD[0]",
+        "set CIVITAI_TOKEN instead",
+    ),
+    (
+        {"HF_REPOS_TO_DOWNLOAD": "https://huggingface.co/a/b/resolve/main/x.bin?token=hf_x"},
+        "env:HF_REPOS_TO_DOWNLOAD[0]",
+        "set HUGGINGFACE_TOKEN instead",
+    ),
     ({"FB_USERNAME": "bad name"}, "", "username"),
     ({"PHOENIX_MANIFEST": "/nonexistent/manifest.yaml"}, "/nonexistent/manifest.yaml", "not found"),
 ]

@@ -153,3 +153,19 @@ def test_env_error_names_variable_and_item() -> None:
         load_desired(None, {"CIVITAI_LORAS_TO_DOWNLOAD": "1 2 nope"})
     assert info.value.where == "env:CIVITAI_LORAS_TO_DOWNLOAD[2]"
     assert "'nope'" in info.value.message
+
+
+def test_civitai_forms_are_stored_canonically(tmp_path: Path) -> None:
+    from provisioner.actions.models import request_key
+
+    path = write(
+        tmp_path,
+        "version: 1\nmodels:\n  - civitai: urn:air:flux1:lora:civitai:618692@691639\n"
+        "    type: loras\n",
+    )
+    from_manifest, _ = load_desired(path, {})
+    from_env, _ = load_desired(
+        None, {"CIVITAI_LORAS_TO_DOWNLOAD": "618692@691639", "HF_REPOS_TO_DOWNLOAD": ""}
+    )
+    assert from_manifest.models[0].entry.civitai == "618692@691639"
+    assert request_key(from_manifest.models[0]) == request_key(from_env.models[0])
