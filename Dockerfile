@@ -18,9 +18,11 @@ FROM nvcr.io/nvidia/pytorch:${NGC_PYTORCH_TAG}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # No bytecode files on disk (REQUIREMENTS: "Disabled ... Python bytecode generation"); logs
-# unbuffered so RunPod's log view shows lines as they happen.
+# unbuffered so RunPod's log view shows lines as they happen. PHOENIX_IN_IMAGE lets
+# `phoenix cleanup` clean home-level files (pip/uv caches, token file, histories) by default.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PHOENIX_IN_IMAGE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 

@@ -33,7 +33,10 @@ from pathlib import Path
 import tomllib
 
 #: Distributions that make up the image's torch/CUDA stack; never replaced after the base.
-GUARDED_EXACT = frozenset({"torch", "torchvision", "torchaudio", "triton", "pytorch-triton"})
+#: The same set as ``provisioner.guard.GUARDED_NAMES`` (a test keeps them equal).
+GUARDED_EXACT = frozenset(
+    {"torch", "torchvision", "torchaudio", "xformers", "triton", "pytorch-triton"}
+)
 _GUARDED_CUDA_WHEEL = re.compile(r"^nvidia-[a-z0-9-]+-cu1\d$")
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from provisioner import __version__
 from provisioner.errors import PhoenixError
+from provisioner.logs import debug_enabled
 from provisioner.redact import redact
 
 #: Subcommands in help order; each is a module in ``provisioner.commands`` exposing
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("phoenix: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: say so plainly, keep the traceback for DEBUG_MODE
-        if os.environ.get("DEBUG_MODE", "").lower() in {"1", "true", "yes"}:
+        if debug_enabled(os.environ):
             print(redact(traceback.format_exc()), file=sys.stderr)
         print(
             f"phoenix: internal error: {redact(f'{type(exc).__name__}: {exc}')}\n"

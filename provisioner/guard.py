@@ -1,11 +1,12 @@
 """The torch guard: no install may replace the image's torch/CUDA stack.
 
 Every install runs with a constraints file pinning the installed ``torch``, ``torchvision``,
-``torchaudio``, ``xformers``, ``triton`` and ``nvidia-*`` distributions to their current
-versions, merged with any ``PIP_CONSTRAINT``/``UV_CONSTRAINT`` files the image sets. A direct
-requirement that conflicts fails before the installer runs; an installer refusal that names a
-guarded package, or a new package whose dependencies contradict a pin, fails the item with a
-:class:`GuardError` naming the package and the guarded version (new packages are rolled back).
+``torchaudio``, ``xformers``, ``triton``, ``pytorch-triton`` and ``nvidia-*`` distributions to
+their current versions, merged with any ``PIP_CONSTRAINT``/``UV_CONSTRAINT`` files the image
+sets. A direct requirement that conflicts fails before the installer runs; an installer refusal
+that names a guarded package, or a new package whose dependencies contradict a pin, fails the
+item with a :class:`GuardError` naming the package and the guarded version (new packages are
+rolled back).
 
 uv does not see packages inherited through ``--system-site-packages`` (astral-sh/uv#2500,
 #7358), so with uv every inherited distribution not asked for directly is excluded from
@@ -28,7 +29,10 @@ from provisioner import proc, pyenv
 from provisioner.errors import GuardError, InstallError
 from provisioner.requirements import check, parse_requirement, parse_requirements_file
 
-GUARDED_NAMES = frozenset({"torch", "torchvision", "torchaudio", "xformers", "triton"})
+#: The same set as ``GUARDED_EXACT`` in docker/constraints.py (a test keeps them equal).
+GUARDED_NAMES = frozenset(
+    {"torch", "torchvision", "torchaudio", "xformers", "triton", "pytorch-triton"}
+)
 HINT = (
     "Phoenix never replaces the image's torch/CUDA stack; pick a version of the node or "
     "package that supports the installed one, or an image that ships the torch it needs"
@@ -36,7 +40,7 @@ HINT = (
 
 
 def is_guarded(name: str) -> bool:
-    """True for torch, torchvision, torchaudio, xformers, triton and every ``nvidia-*`` dist."""
+    """True for torch, torchvision, torchaudio, xformers, (pytorch-)triton, ``nvidia-*``."""
     key = canonicalize_name(name)
     return key in GUARDED_NAMES or key.startswith("nvidia-")
 

@@ -16,17 +16,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner.manifest.envmap import SECRET_NAMES
+
 #: Variables that hold credentials; never passed to a child (git, pip, uv, install.py).
-SECRET_VARS = frozenset(
-    {
-        "HUGGINGFACE_TOKEN",
-        "HF_TOKEN",
-        "HUGGING_FACE_HUB_TOKEN",
-        "CIVITAI_TOKEN",
-        "FB_PASSWORD",
-        "RUNPOD_API_KEY",
-    }
-)
+SECRET_VARS = frozenset(SECRET_NAMES)
 
 _recorders: list[list[list[str]]] = []
 _rec_lock = threading.Lock()

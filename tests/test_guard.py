@@ -34,8 +34,9 @@ IMAGE = dists(
     ("name", "guarded"),
     [
         ("torch", True), ("Torch", True), ("torchvision", True), ("torchaudio", True),
-        ("xformers", True), ("triton", True), ("nvidia-cublas-cu12", True),
-        ("nvidia_cudnn_cu12", True), ("numpy", False), ("torchsde", False), ("pytorch", False),
+        ("xformers", True), ("triton", True), ("pytorch-triton", True),
+        ("nvidia-cublas-cu12", True), ("nvidia_cudnn_cu12", True), ("numpy", False),
+        ("torchsde", False), ("pytorch", False),
     ],
 )  # fmt: skip
 def test_is_guarded(name: str, guarded: bool) -> None:

@@ -98,8 +98,8 @@ class _Runner:
     _sha_locks: dict[str, threading.Lock] = field(default_factory=dict)
     #: sha256 → a placed file with those bytes (seeded from the state, trusted by size+mtime)
     _by_sha: dict[str, Path] = field(default_factory=dict)
-    #: destination (relative) → (model id, sha256) claimed in this run
-    _claims: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: destination (relative) → (model id, sha256, source label) claimed in this run
+    _claims: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         root = self.ctx.layout.root
@@ -154,11 +154,17 @@ class _Runner:
         with self._lock:
             self._by_sha.setdefault(sha, path)
 
-    def claim(self, model_id: str, rel: str, sha: str) -> None:
-        """Refuse to place two different files at one destination."""
+    def claim(self, model_id: str, rel: str, sha: str, label: str) -> None:
+        """Refuse to place two different files at one destination (identical bytes may share).
+
+        Two files of one model count as much as files of two models: neither may replace the
+        other.
+        """
         with self._lock:
             other = self._claims.get(rel)
-            if other is not None and other[0] != model_id and other[1] != sha:
+            if other is not None and other[1] != sha:
+                if other[0] == model_id:
+                    raise _own_collision(model_id, rel, other[2], label)
                 raise SourceError(
                     f"{rel} is also the destination of {other[0]} with different content",
                     hint="set 'subdir' (or 'name') on one of the entries",
@@ -172,7 +178,38 @@ class _Runner:
                             f"{rel} is already placed by {rid} with different content",
                             hint="set 'subdir' (or 'name') on one of the entries",
                         )
-            self._claims[rel] = (model_id, sha)
+            self._claims.setdefault(rel, (model_id, sha, label))
+
+
+def _own_collision(model_id: str, dest: str, first: str, second: str) -> SourceError:
+    return SourceError(
+        f"{model_id}: {first} and {second} are different files with the same destination {dest}; "
+        "one would silently replace the other",
+        hint="narrow 'files' to one of them, or split the entry into entries with different "
+        "'subdir' values",
+    )
+
+
+def check_own_destinations(model_id: str, subdir: str | None, jobs: list[FileJob]) -> None:
+    """Before anything is fetched: no two different files of one model may share a destination.
+
+    Files with the same name collide unless their folders are known and differ (a folder that
+    only the file's header will tell may be the same). Identical bytes (same known SHA256) may
+    share a destination: the second is the first. Raises :class:`SourceError` naming both.
+    """
+    sub = f"{subdir.strip('/')}/" if subdir else ""
+    for i, job in enumerate(jobs):
+        for other in jobs[:i]:
+            if other.filename != job.filename:
+                continue
+            if other.folder and job.folder and other.folder != job.folder:
+                continue
+            if job.sha256 and other.sha256 == job.sha256:
+                continue
+            folder = job.folder or other.folder or "?"
+            raise _own_collision(
+                model_id, f"models/{folder}/{sub}{job.filename}", other.label, job.label
+            )
 
 
 def civitai_api_base() -> str:
@@ -212,7 +249,9 @@ def resolve(change: Change, runner: _Runner) -> Resolved:
     resolved = {"request": request_key(model)}
     entry = model.entry
     if isinstance(entry, HFModel):
-        return Resolved(change, model, _resolve_hf(model, entry, runner, resolved), resolved)
+        jobs = _resolve_hf(model, entry, runner, resolved)
+        check_own_destinations(model.id, entry.subdir, jobs)
+        return Resolved(change, model, jobs, resolved)
     if isinstance(entry, CivitaiModel):
         return Resolved(change, model, [_resolve_civitai(model, entry, runner, resolved)], resolved)
     assert isinstance(entry, URLModel)
@@ -409,7 +448,7 @@ def _obtain(job: FileJob, res: Resolved, runner: _Runner) -> _Placed:
         if twin is not None and not runner.ctx.force:
             folder = _folder(job, twin)
             dest, rel = _dest(layout.root, folder, subdir, job.filename)
-            runner.claim(res.model.id, rel, job.sha256 or "")
+            runner.claim(res.model.id, rel, job.sha256 or "", job.label)
             if dest.exists() and os.path.samefile(dest, twin):
                 return _Placed(dest, job.sha256 or "", "present", 0)
             how = link_or_copy(twin, dest, layout.staging)
@@ -435,7 +474,7 @@ def _obtain(job: FileJob, res: Resolved, runner: _Runner) -> _Placed:
         try:
             folder = _folder(job, staged)
             dest, rel = _dest(layout.root, folder, subdir, job.filename)
-            runner.claim(res.model.id, rel, sha)
+            runner.claim(res.model.id, rel, sha, job.label)
             size = staged.stat().st_size
             place(staged, dest)
         finally:
@@ -468,7 +507,7 @@ def _adopt_existing(job: FileJob, res: Resolved, runner: _Runner) -> _Placed | N
         return None
     if hash_file(dest).sha256 != job.sha256:
         return None
-    runner.claim(res.model.id, rel, job.sha256)
+    runner.claim(res.model.id, rel, job.sha256, job.label)
     runner.placed(job.sha256, dest)
     return _Placed(dest, job.sha256, "verified in place", 0)
 

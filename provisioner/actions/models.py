@@ -6,7 +6,6 @@ A placed file is trusted when its size and mtime_ns match the state file; ``--ve
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +13,10 @@ from pathlib import Path
 from provisioner.actions.base import ApplyContext, ObserveContext
 from provisioner.manifest.desired import DesiredModel, DesiredState
 from provisioner.plan.change import Action, Change, ItemResult
+from provisioner.sources.placement import hash_file
 from provisioner.state import ModelRecord, State
 
 KIND = "model"
-HASH_CHUNK = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -77,17 +76,8 @@ def _fact(path: Path, verify: bool) -> FileFact:
         st = path.stat()
     except OSError:
         return FileFact(False)
-    digest = sha256_file(path) if verify else None
+    digest = hash_file(path).sha256 if verify else None
     return FileFact(True, st.st_size, st.st_mtime_ns, digest)
-
-
-def sha256_file(path: Path) -> str:
-    """SHA256 of a file, read in large chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def diff(desired: DesiredState, facts: ModelFacts) -> list[Change]:

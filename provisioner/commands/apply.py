@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from provisioner.commands.common import add_source_options, load_inputs
-from provisioner.redact import RedactingFilter, redact
+from provisioner.logs import setup_logging
+from provisioner.redact import redact
 
 HELP = "apply the plan: fetch and verify models, install nodes and packages (exit 1 on failures)"
 
@@ -37,20 +37,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
-
-
-def setup_logging(debug: bool = False) -> logging.Logger:
-    """Phoenix's log lines on stderr, every one passed through the secret redactor."""
-    logger = logging.getLogger("phoenix")
-    if not any(getattr(h, "_phoenix", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("phoenix: %(message)s"))
-        handler.addFilter(RedactingFilter())
-        handler._phoenix = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)
-    return logger
 
 
 def run(args: argparse.Namespace) -> int:

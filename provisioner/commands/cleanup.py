@@ -1,4 +1,9 @@
-"""``phoenix cleanup``: remove secret-bearing remnants (and, paranoid, user data) now."""
+"""``phoenix cleanup``: remove secret-bearing remnants (and, paranoid, user data) now.
+
+Home-level targets (pip/uv caches, the Hugging Face token file, shell histories: everything
+outside the workspace root) are only cleaned inside the Phoenix image (``PHOENIX_IN_IMAGE``)
+or with ``--include-home``, so running it on a workstation never touches the user's home.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,12 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+from provisioner.errors import EnvError, PhoenixError
 from provisioner.layout import DEFAULT_ROOT, Layout
-from provisioner.manifest.envmap import flag_or_none
+from provisioner.manifest.envmap import parse_bool
 from provisioner.runtime import cleanup, storage, system
 
 HELP = "remove staging files, caches, token files and histories; PARANOID_MODE wipes user data"
@@ -23,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--paranoid",
         action=argparse.BooleanOptionalAction,
-        default=bool(flag_or_none(os.environ.get("PARANOID_MODE"))),
+        default=None,
         help="also overwrite and remove outputs, inputs, user data and logs (default: "
         "$PARANOID_MODE)",
     )
@@ -39,17 +46,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --paranoid on a volume, also wipe outputs/inputs/user data (never models)",
     )
     parser.add_argument(
-        "--deadline", type=float, default=30.0, metavar="SECONDS", help="stop after this long"
+        "--include-home",
+        action="store_true",
+        help="also clean $HOME's pip/uv caches, Hugging Face token file and shell histories "
+        "(the default only inside the Phoenix image)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=_positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="stop after this long (default 30)",
     )
     parser.add_argument("--dry-run", action="store_true", help="list what would be removed")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, found {text!r}")
+    return value
+
+
+def env_flag(name: str, environ: Mapping[str, str]) -> bool | None:
+    """``name`` parsed strictly as a boolean; unset or empty → None, invalid → EnvError."""
+    raw = environ.get(name, "")
+    if not raw.strip():
+        return None
+    try:
+        return parse_bool(raw)
+    except ValueError as exc:
+        raise EnvError(
+            f"invalid value {raw!r}: {exc}", where=f"env:{name}", hint="fix or unset it"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
     """Clean up and print the summary; 0 when done, 1 when it hit errors or the deadline."""
     root = Path(args.root or os.environ.get("PHOENIX_ROOT") or DEFAULT_ROOT)
+    if not root.is_dir():
+        raise PhoenixError(
+            f"workspace root {root} is not an existing directory",
+            where="phoenix cleanup --root",
+            hint="pass the workspace root Phoenix provisioned (--root or $PHOENIX_ROOT)",
+        )
+    use_volume = env_flag("USE_VOLUME", os.environ)
+    env_paranoid = env_flag("PARANOID_MODE", os.environ)
+    paranoid = args.paranoid if args.paranoid is not None else bool(env_paranoid)
+    include_home = args.include_home or cleanup.in_phoenix_image(os.environ)
     report = storage.assess_storage(
         args.mode,
-        flag_or_none(os.environ.get("USE_VOLUME")),
+        use_volume,
         storage.read_mount_facts(root),
         storage.free_bytes(root),
         0,
@@ -60,12 +110,16 @@ def run(args: argparse.Namespace) -> int:
     targets = cleanup.cleanup_targets(
         layout,
         report.mode,
-        args.paranoid,
-        system.default_homes(),
+        paranoid,
+        system.default_homes() if include_home else (),
         include_volume_data=args.include_volume_data,
-        hf_home=os.environ.get("HF_HOME"),
+        hf_home=os.environ.get("HF_HOME") if include_home else None,
     )
-    print(f"cleanup: {report.mode} storage at {root} ({report.reason}); paranoid={args.paranoid}")
+    print(
+        f"cleanup: {report.mode} storage at {root} ({report.reason}); paranoid={paranoid}; "
+        + ("home-level files included" if include_home else "workspace only (--include-home "
+           "also cleans $HOME's caches, token file and histories)")
+    )
     if args.dry_run:
         for target in targets:
             how = "overwrite+remove" if target.shred else "remove"

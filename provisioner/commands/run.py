@@ -34,10 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT or a failure; see :mod:`provisioner.runtime.run` for exit codes."""
     # imported here so that other subcommands do not pay for the runtime's imports
-    from provisioner.manifest.envmap import flag_or_none
-    from provisioner.runtime.run import RunOptions, run_pod, setup_logging
+    from provisioner.logs import debug_enabled, setup_logging
+    from provisioner.runtime.run import RunOptions, run_pod
 
-    setup_logging(debug=bool(flag_or_none(os.environ.get("DEBUG_MODE"))))
+    setup_logging(debug=debug_enabled(os.environ))
     grace = args.grace if args.grace is not None else _grace_from_env()
     root = args.root or os.environ.get("PHOENIX_ROOT")
     options = RunOptions(

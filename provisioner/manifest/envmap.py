@@ -236,6 +236,17 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "(default: beside the package).",
     ),
     EnvVar(
+        "PHOENIX_IN_IMAGE",
+        "bool",
+        None,
+        None,
+        "Advanced",
+        False,
+        "Set to 1 by the Phoenix image: `phoenix cleanup` then also cleans home-level files "
+        "(pip/uv caches, the Hugging Face token file, shell histories). Elsewhere it only "
+        "cleans the workspace unless given --include-home.",
+    ),
+    EnvVar(
         "CIVITAI_API_BASE",
         "url",
         "https://civitai.com",
@@ -256,6 +267,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
 )
 
 BY_NAME: dict[str, EnvVar] = {v.name: v for v in ENV_VARS}
+
+#: Credentials of other programs that may sit in a pod's environment: never passed to a child.
+FOREIGN_SECRETS: tuple[str, ...] = ("HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY")
+
+#: Every secret variable name: the table's ``secret`` column, then :data:`FOREIGN_SECRETS`.
+#: ``provisioner.proc`` and ``provisioner.runtime.system`` both use this one list.
+SECRET_NAMES: tuple[str, ...] = tuple(v.name for v in ENV_VARS if v.secret) + FOREIGN_SECRETS
 
 #: The 13 template variables of REQUIREMENTS.md (the seed set).
 SEED_VARIABLES = (

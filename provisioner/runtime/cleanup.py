@@ -1,9 +1,12 @@
 """Cleanup on exit (and ``phoenix cleanup``): what to remove is pure, removing is time-boxed.
 
-Always: staging files, Phoenix's temp and runtime dirs, the HF token file, shell histories, and
-in ephemeral mode the pip/uv caches (they can hold authenticated index URLs). ``PARANOID_MODE``
-also overwrites and removes outputs, inputs, user data (ComfyUI's database) and logs of an
-ephemeral workspace. Models, and data on a persistent volume, are never touched unless asked.
+Always: staging files and Phoenix's temp and runtime dirs. Home-level targets (outside the
+workspace root) for the homes given: the HF token file, shell histories, and in ephemeral mode
+the pip/uv caches (they can hold authenticated index URLs); ``phoenix cleanup`` only passes
+homes inside the Phoenix image (:func:`in_phoenix_image`) or with ``--include-home``.
+``PARANOID_MODE`` also overwrites and removes outputs, inputs, user data (ComfyUI's database)
+and logs of an ephemeral workspace. Models, and data on a persistent volume, are never
+touched unless asked.
 
 Overwriting before unlinking defeats casual recovery from the same filesystem only: SSDs remap
 blocks, overlay and copy-on-write filesystems write new blocks, and network volumes keep their
@@ -15,12 +18,13 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioner.fsio import atomic_write_bytes
 from provisioner.layout import Layout
+from provisioner.manifest.envmap import flag_or_none
 from provisioner.redact import redact
 from provisioner.runtime.system import history_files
 
@@ -63,6 +67,11 @@ class CleanupSummary:
         return text
 
 
+def in_phoenix_image(environ: Mapping[str, str]) -> bool:
+    """True inside the Phoenix image: its Dockerfile sets ``PHOENIX_IN_IMAGE=1``."""
+    return bool(flag_or_none(environ.get("PHOENIX_IN_IMAGE")))
+
+
 def token_files(homes: Iterable[Path], hf_home: str | None = None) -> list[Path]:
     """Where huggingface_hub may have stored a token."""
     paths = [Path(hf_home) / "token", Path(hf_home) / "stored_tokens"] if hf_home else []
@@ -89,7 +98,10 @@ def cleanup_targets(
     include_volume_data: bool = False,
     hf_home: str | None = None,
 ) -> list[Target]:
-    """Everything to clean for this mode (pure: paths only, nothing is read)."""
+    """Everything to clean for this mode (pure: paths only, nothing is read).
+
+    Nothing outside ``layout.root`` is listed unless ``homes`` or ``hf_home`` name it.
+    """
     targets = [
         Target(layout.staging, "partial downloads", contents_only=True),
         Target(layout.phoenix / "tmp", "Phoenix temp files"),

@@ -82,13 +82,32 @@ def doctor_report(
             "python": features.python,
             "comfyui_version": comfyui_version(checkout),
             "comfyui_commit": git_head(checkout),
-            "filebrowser": filebrowser.binary_version(fb) if fb else None,
+            # null: no binary on PATH; "unknown": it is there but said no version
+            "filebrowser": (filebrowser.binary_version(fb) or "unknown") if fb else None,
         },
     }
 
 
+#: What the text report says for a value the probe could not find (JSON keeps ``null``).
+_MISSING_PACKAGE = "not installed"
+_MISSING_VERSION = {
+    "python": "unknown (interpreter not found)",
+    "comfyui_version": "unknown",
+    "comfyui_commit": "unknown (not a git checkout)",
+    "filebrowser": "not installed",
+}
+
+
+def _package_text(name: str, value: Any, packages: Mapping[str, Any]) -> str:
+    if name == "torch_cuda" and not value and packages.get("torch"):
+        return "none (CPU-only torch build)"
+    if name == "torch_arch_list":
+        return " ".join(value) if value else ("unknown" if packages.get("torch") else "-")
+    return _MISSING_PACKAGE if value is None else str(value)
+
+
 def render_doctor(report: dict[str, Any]) -> str:
-    """The report as text for a person."""
+    """The report as text for a person; a missing value is named, never printed as None."""
     gpu = report["gpu"]
     lines = ["GPU:"]
     if gpu:
@@ -102,7 +121,8 @@ def render_doctor(report: dict[str, Any]) -> str:
     mark = {True: "ok", False: "FAIL", None: "-"}[arch["ok"]]
     lines.append(f"torch/GPU check: {mark}: {arch['message']}")
     lines.append("packages:")
-    lines += [f"  {k:16} {v}" for k, v in report["packages"].items()]
+    packages = report["packages"]
+    lines += [f"  {k:16} {_package_text(k, v, packages)}" for k, v in packages.items()]
     lines.append("ComfyUI flags: " + " ".join(report["flags"]["args"]))
     lines += [f"  {r['flag'] or '(none)'}: {r['reason']}" for r in report["flags"]["reasons"]]
     lines += [f"  dropped: {d}" for d in report["flags"]["dropped"]]
@@ -114,5 +134,8 @@ def render_doctor(report: dict[str, Any]) -> str:
     )
     lines += [f"  warning: {w}" for w in st["warnings"]]
     lines.append("versions:")
-    lines += [f"  {k:16} {v}" for k, v in report["versions"].items()]
+    lines += [
+        f"  {k:16} {_MISSING_VERSION.get(k, 'unknown') if v is None else v}"
+        for k, v in report["versions"].items()
+    ]
     return "\n".join(lines)

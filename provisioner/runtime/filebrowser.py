@@ -10,6 +10,7 @@ A generated password is shown once on the console and written nowhere else.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shutil
 import string
@@ -66,11 +67,16 @@ def find_binary(name: str = "filebrowser") -> str | None:
     return shutil.which(name)
 
 
-def binary_version(binary: str) -> str | None:
-    """``filebrowser version`` output (first line), or ``None`` when it cannot be read."""
+def binary_version(binary: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """``filebrowser version`` output (first line), or ``None`` when it cannot be read.
+
+    The binary runs with the service allowlist environment of ``environ`` (default: this
+    process's), so it never sees a token.
+    """
+    env = service_env(os.environ if environ is None else environ)
     try:
         out = subprocess.run(
-            [binary, "version"], capture_output=True, text=True, timeout=5, check=False
+            [binary, "version"], capture_output=True, text=True, timeout=5, check=False, env=env
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -27,7 +27,7 @@ from provisioner.layout import Layout
 from provisioner.manifest.desired import DesiredState, Secrets
 from provisioner.manifest.models import MODEL_FOLDERS, ComfyUIConfig, Manifest
 from provisioner.plan.change import ItemResult
-from provisioner.redact import RedactingFilter, redact, register_secret
+from provisioner.redact import redact, register_secret
 from provisioner.runtime import cleanup, filebrowser, storage, system
 from provisioner.runtime.cliargs import CliSpec, filter_args, load_cli_spec
 from provisioner.runtime.flags import FlagChoice, InstalledFeatures, choose_flags
@@ -93,17 +93,6 @@ class RunOptions:
     comfy_python: str | None = None
     filebrowser_binary: str | None = None
     homes: Sequence[Path] | None = None
-
-
-def setup_logging(debug: bool = False) -> None:
-    """Phoenix's own log lines go to stderr (the container log), every secret masked."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("phoenix: %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
-    root = logging.getLogger("phoenix")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
-    root.propagate = False
 
 
 class PlanLike(Protocol):

@@ -18,21 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from provisioner.manifest.envmap import SECRET_NAMES
 from provisioner.redact import register_secret
 
 log = logging.getLogger("phoenix.system")
 
-#: Environment variables that hold credentials. Read once, then removed from the environment.
-SECRET_ENV_NAMES = (
-    "HUGGINGFACE_TOKEN",
-    "HF_TOKEN",
-    "HUGGING_FACE_HUB_TOKEN",
-    "CIVITAI_TOKEN",
-    "FB_PASSWORD",
-)
+#: Environment variables that hold credentials (the env table's secrets and foreign ones such
+#: as RUNPOD_API_KEY). Read once, registered for redaction, then removed from the environment.
+SECRET_ENV_NAMES: tuple[str, ...] = SECRET_NAMES
 
-#: The API tokens among them: never in any child's environment.
-TOKEN_ENV_NAMES = SECRET_ENV_NAMES[:4]
+#: The API tokens among them: never in any child's environment. (FileBrowser's own
+#: ``FB_PASSWORD`` may be set by Phoenix in a service's env: it then carries a bcrypt hash.)
+TOKEN_ENV_NAMES: tuple[str, ...] = tuple(n for n in SECRET_NAMES if n != "FB_PASSWORD")
 
 #: What a service may inherit from Phoenix's environment; everything else is dropped.
 SERVICE_ENV_ALLOWLIST = (

@@ -39,8 +39,9 @@ from provisioner.errors import (
     NotFoundError,
     PhoenixError,
 )
-from provisioner.fsio import atomic_write_json, fsync_dir
+from provisioner.fsio import atomic_write_json
 from provisioner.sources.http import DEFAULT_RETRY, RETRY_STATUSES, RetryPolicy
+from provisioner.sources.placement import place
 from provisioner.sources.progress import Progress, ProgressTask, human_bytes
 
 logger = logging.getLogger("phoenix.download")
@@ -191,10 +192,12 @@ def download(
                 digest = _fetch_verified(transfer, expected, sleep)
                 size = transfer.offset
                 _fsync_or_disk_error(fd, transfer)
-                _place(part, dest)
+                place(part, dest)
                 transfer.drop_validator()
                 ok = True
             finally:
+                if not ok and os.fstat(fd).st_size == 0:
+                    transfer.discard()  # an empty .part (404, 401, no byte yet) resumes nothing
                 if transfer.task is not None:
                     transfer.task.close(ok)
     except OSError as exc:
@@ -311,35 +314,6 @@ def _fsync_or_disk_error(fd: int, transfer: _Transfer) -> None:
             transfer.discard()
             raise transfer.disk_full() from None
         raise
-
-
-def _place(part: Path, dest: Path) -> None:
-    """Rename the verified ``part`` to ``dest`` and persist both directories."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(part, dest)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        _copy_across_filesystems(part, dest)
-    fsync_dir(dest.parent)
-    fsync_dir(part.parent)
-
-
-def _copy_across_filesystems(part: Path, dest: Path) -> None:
-    """Staging on another filesystem: copy to a temp file beside ``dest``, fsync, rename."""
-    tmp = dest.parent / f".{dest.name}.phoenix-tmp"
-    try:
-        with open(part, "rb") as src, open(tmp, "wb") as out:
-            shutil.copyfileobj(src, out, CHUNK_SIZE)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    os.unlink(part)
 
 
 @dataclass

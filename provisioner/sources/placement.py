@@ -10,6 +10,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -43,11 +44,38 @@ def hash_file(path: Path, *, git_blob: bool = False) -> FileHashes:
 
 
 def place(staged: Path, dest: Path) -> None:
-    """Atomically move a verified ``staged`` file to ``dest`` (same filesystem) and persist it."""
+    """Atomically move a verified ``staged`` file to ``dest`` and persist both directories.
+
+    The file keeps the mode it was created with (the umask decides; nothing here widens it).
+    Staging on another filesystem (``EXDEV``) falls back to a copy beside ``dest``, fsynced and
+    renamed into place, after which ``staged`` is removed.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(staged, 0o644)
-    os.replace(staged, dest)
+    try:
+        os.replace(staged, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy_across_filesystems(staged, dest)
     fsync_dir(dest.parent)
+    fsync_dir(staged.parent)
+
+
+def _copy_across_filesystems(staged: Path, dest: Path) -> None:
+    """Copy ``staged`` to a fresh temp file beside ``dest``, fsync, rename, remove ``staged``."""
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.phoenix-tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with open(staged, "rb") as src, os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    os.unlink(staged)
 
 
 def link_or_copy(existing: Path, dest: Path, staging: Path) -> str:

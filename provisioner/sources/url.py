@@ -32,13 +32,7 @@ class URLFile:
 
 def resolve_url(entry: URLModel) -> URLFile:
     """Name and hash for ``entry``; the name is ``entry.name`` or the URL's last segment."""
-    parts = urlsplit(entry.url)
-    if parts.username or parts.password:
-        raise SourceError(
-            "credentials inside a model URL are refused (they would be logged and stored)",
-            where=f"url:{parts.scheme}://{parts.hostname}{parts.path}",
-            hint="use a URL without user:password@",
-        )
+    parts = urlsplit(entry.url)  # credentials were refused when the manifest was validated
     raw = entry.name or unquote(parts.path.rsplit("/", 1)[-1])
     try:
         name = safe_filename(raw)

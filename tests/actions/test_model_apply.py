@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
+from provisioner.actions.base import ApplyContext
+from provisioner.actions.model_apply import FileJob, _Runner, check_own_destinations
 from provisioner.apply import apply_all
 from provisioner.config import load_versions
-from provisioner.errors import DiskSpaceError
+from provisioner.errors import DiskSpaceError, SourceError
 from provisioner.layout import Layout
 from provisioner.plan.build import build_plan
-from provisioner.state import load_state
+from provisioner.state import StateStore, load_state
 from tests.fixtures.desired import FLUX_SET, desired_from
 from tests.fixtures.hub import GATED_TOKEN, LORA_KEYS, FluxHub, safetensors_bytes
 from tests.sources.loopback import LoopbackHub, Served
@@ -297,3 +300,126 @@ def test_a_correct_file_already_in_place_is_verified_and_kept(
     assert load_state(layout).models[result.id].files[0].sha256 == flux_hub.sha(
         ENC, "clip_l.safetensors"
     )
+
+
+def test_placed_models_are_private_under_umask_077(
+    flux_hub: FluxHub, hf_endpoint: str, civitai: LoopbackHub, tmp_path: Path
+) -> None:
+    """Issue 5: with the pod's umask 077 every placed model file is 0600 (none is widened)."""
+    lora = safetensors_bytes(LORA_KEYS, {"n": "umask"})
+    civitai.add_model(
+        31, name="Private", type="LORA",
+        versions=[{"id": 310, "files": [{"name": "private.safetensors", "data": lora}]}],
+    )
+    vae = safetensors_bytes({"decoder.conv_in.weight": 300, "encoder.conv_in.weight": 300})
+    url = civitai.serve("private-vae.safetensors", Served(data=vae))
+    manifest = CLIP_ONLY + (
+        f"  - civitai: 31\n  - url: {url}\n    sha256: {hashlib.sha256(vae).hexdigest()}\n"
+    )
+    desired, secrets, _ = desired_from(tmp_path, manifest)
+    layout = Layout(tmp_path / "root")
+    old = os.umask(0o077)
+    try:
+        report = apply_all(desired, layout, load_versions(), secrets)
+    finally:
+        os.umask(old)
+    assert report.ok, report.failed
+    placed = {
+        "models/text_encoders/clip_l.safetensors",
+        "models/loras/private.safetensors",
+        "models/vae/private-vae.safetensors",
+    }
+    assert {f.path for rec in load_state(layout).models.values() for f in rec.files} == placed
+    for rel in placed:
+        assert stat.S_IMODE((layout.root / rel).stat().st_mode) == 0o600, rel
+
+
+def _job(label: str, filename: str, sha256: str | None, folder: str | None = None) -> FileJob:
+    def fetch(staging: Path) -> tuple[Path, str]:
+        raise AssertionError("nothing is fetched while destinations are checked")
+
+    return FileJob(label, filename, sha256, 10, folder, None, fetch, label)
+
+
+def test_two_files_of_one_model_for_one_destination_are_named_before_any_fetch() -> None:
+    a = _job("hf:o/r/a/x.safetensors", "x.safetensors", "a" * 64)
+    b = _job("hf:o/r/b/x.safetensors", "x.safetensors", "b" * 64)
+    with pytest.raises(SourceError) as info:
+        check_own_destinations("hf:o/r:**/*.safetensors", None, [a, b])
+    message = info.value.render()
+    assert "hf:o/r/a/x.safetensors" in message and "hf:o/r/b/x.safetensors" in message
+    assert "models/?/x.safetensors" in message and "subdir" in message
+    # an unknown hash (a non-LFS file) is as different as another hash
+    with pytest.raises(SourceError):
+        check_own_destinations("m", "sub", [a, _job("hf:o/r/c/x", "x.safetensors", None)])
+
+
+@pytest.mark.parametrize(
+    "jobs",
+    [
+        # identical bytes may share one destination
+        [_job("a/x", "x.safetensors", "a" * 64), _job("b/x", "x.safetensors", "a" * 64)],
+        # different names, or known and different folders, never collide
+        [_job("a/x", "x.safetensors", "a" * 64), _job("a/y", "y.safetensors", "b" * 64)],
+        [_job("a/x", "x.safetensors", "a" * 64, "vae"), _job("b/x", "x.safetensors", None, "lora")],
+    ],
+)
+def test_files_of_one_model_that_cannot_replace_each_other_pass(jobs: list[FileJob]) -> None:
+    check_own_destinations("m", None, jobs)
+
+
+def test_same_name_in_two_repo_folders_fails_the_model_and_places_nothing(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    nested = {
+        "a/x.safetensors": safetensors_bytes(LORA_KEYS, {"which": "a"}),
+        "b/x.safetensors": safetensors_bytes(LORA_KEYS, {"which": "b"}),
+    }
+    flux_hub.hub.repo("acme/nested-dupes").commit_files(nested, "same name, two folders")
+    desired, secrets, _ = desired_from(
+        tmp_path, "models:\n  - hf: acme/nested-dupes\n    files: ['**/*.safetensors']\n"
+    )
+    layout = Layout(tmp_path / "root")
+    report = apply_all(desired, layout, load_versions(), secrets)
+    [failure] = report.failed
+    assert "a/x.safetensors" in failure.message and "b/x.safetensors" in failure.message
+    assert not (layout.root / "models").exists() or not any(
+        p.is_file() for p in (layout.root / "models").rglob("*")
+    )
+    assert not any(r.method == "GET" and "/resolve/" in r.path for r in flux_hub.proxy.requests)
+    assert load_state(layout).models == {}
+
+
+def test_same_bytes_in_two_repo_folders_share_one_destination(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    data = safetensors_bytes(LORA_KEYS, {"which": "both"})
+    twins = {"a/x.safetensors": data, "b/x.safetensors": data}
+    flux_hub.hub.repo("acme/nested-twins").commit_files(twins, "same bytes, two folders")
+    desired, secrets, _ = desired_from(
+        tmp_path, "models:\n  - hf: acme/nested-twins\n    files: ['**/*.safetensors']\n"
+    )
+    layout = Layout(tmp_path / "root")
+    report = apply_all(desired, layout, load_versions(), secrets)
+    assert report.ok, report.failed
+    assert (layout.root / "models/loras/x.safetensors").read_bytes() == data
+    [record] = load_state(layout).models.values()
+    assert {f.path for f in record.files} == {"models/loras/x.safetensors"}
+
+
+def test_claim_refuses_a_second_file_of_the_same_model_at_a_claimed_destination(
+    tmp_path: Path,
+) -> None:
+    """The placement-time check: it names both sources; identical bytes may share."""
+    layout = Layout(tmp_path / "root")
+    runner = _Runner(ApplyContext(layout, StateStore(layout), load_versions()))
+    rel = "models/loras/x.safetensors"
+    runner.claim("m", rel, "a" * 64, "hf:o/r/a/x.safetensors")
+    runner.claim("m", rel, "a" * 64, "hf:o/r/c/x.safetensors")  # same bytes: fine
+    runner.claim("other", rel, "a" * 64, "url:x")  # same bytes from another model: fine
+    with pytest.raises(SourceError) as info:
+        runner.claim("m", rel, "b" * 64, "hf:o/r/b/x.safetensors")
+    message = info.value.render()
+    assert "hf:o/r/a/x.safetensors" in message and "hf:o/r/b/x.safetensors" in message
+    with pytest.raises(SourceError, match="also the destination of m"):
+        runner.claim("other", rel, "c" * 64, "url:y")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from provisioner import proc, pyenv
 from provisioner.actions import nodes
@@ -179,14 +182,35 @@ def test_local_modifications_are_refused_unless_forced(
     assert "'v': 2" in (sw_layout.custom_nodes / "edited" / "__init__.py").read_text()
 
 
+#: Planted in Phoenix's environment: no child started through proc.run may inherit them.
+PLANTED_SECRETS = {
+    "HUGGINGFACE_TOKEN": "hf_planted_hub_token_0001",
+    "HF_TOKEN": "hf_planted_alias_token_0002",
+    "HUGGING_FACE_HUB_TOKEN": "hf_planted_legacy_0003",
+    "CIVITAI_TOKEN": "civitai_planted_token_0004",
+    "RUNPOD_API_KEY": "rpa_planted_key_0005",
+    "FB_PASSWORD": "planted-fb-password-0006",
+}
+
+
 def test_install_py_runs_with_the_venv_python_in_the_node_dir(
-    software_env: Path, sw_layout: Layout, sw_repos: Path
+    software_env: Path, sw_layout: Layout, sw_repos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    script = "import pathlib, sys\npathlib.Path('installed-by.txt').write_text(sys.prefix)\n"
+    for name, value in PLANTED_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    script = (
+        "import json, os, pathlib, sys\n"
+        "pathlib.Path('installed-by.txt').write_text(sys.prefix)\n"
+        "pathlib.Path('environ.json').write_text(json.dumps(dict(os.environ)))\n"
+    )
     repo = node_repo(sw_repos, "scripted", **{"install.py": script})
     assert run_apply(desired_nodes(NodeSpec(url=repo.url, ref="main")), sw_layout)[0].ok
     marker = sw_layout.custom_nodes / "scripted" / "installed-by.txt"
     assert Path(marker.read_text()).resolve() == sw_layout.venv.resolve()
+    seen = json.loads((sw_layout.custom_nodes / "scripted" / "environ.json").read_text())
+    assert "PATH" in seen
+    leaked = {k for k, v in PLANTED_SECRETS.items() if k in seen or v in seen.values()}
+    assert not leaked, f"install.py inherited {leaked}"
 
     failing = node_repo(sw_repos, "broken-script", **{"install.py": "raise SystemExit(3)\n"})
     result = run_apply(desired_nodes(NodeSpec(url=failing.url, ref="main")), sw_layout)[0]

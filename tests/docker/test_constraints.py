@@ -45,11 +45,18 @@ def _run(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_build_time_and_runtime_guard_the_same_names() -> None:
+    """The image build (stdlib only) and the runtime guard protect one set of distributions."""
+    from provisioner.guard import GUARDED_NAMES
+
+    assert mod.GUARDED_EXACT == GUARDED_NAMES
+
+
 @pytest.mark.parametrize(
     ("name", "guarded"),
     [
         ("torch", True), ("Torch", True), ("torchvision", True), ("torchaudio", True),
-        ("triton", True), ("pytorch_triton", True), ("nvidia-cudnn-cu12", True),
+        ("triton", True), ("pytorch_triton", True), ("xformers", True), ("nvidia-cudnn-cu12", True),
         ("nvidia-cublas-cu13", True), ("nvidia-ml-py", False), ("torchsde", False),
         ("transformers", False), ("nvidia-dali-cuda120", False),
     ],

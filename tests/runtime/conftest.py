@@ -59,7 +59,11 @@ class Pod:
     def __init__(self, tmp: Path, **overrides: Any) -> None:
         self.tmp = tmp
         self.checkout = tmp / "ComfyUI"
-        shutil.copytree(FIXTURES / "fake_comfyui", self.checkout)
+        # without bytecode another test may have left beside the fixture: a run must add none
+        shutil.copytree(
+            FIXTURES / "fake_comfyui", self.checkout,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )  # fmt: skip
         self.root = tmp / "workspace"
         self.home = tmp / "home"
         self.home.mkdir()

@@ -1,7 +1,11 @@
 """Runs ``run_pod`` as a real process for the acceptance tests (``python harness_run.py CFG``).
 
-Until the manifest loader lands, the desired state is built here from the JSON config; the apply
-step is a real small function that places files and reports results like ``apply_all``.
+The runtime's own behaviour (signals, restarts, cleanup, flags, secrets) is tested through it
+with the inputs under the test's control: the desired state comes straight from the JSON config
+and the apply step is a small function that places files and reports results like ``apply_all``
+(a required item can fail on cue, a download can take a minute). The real loader and the real
+apply are exercised end to end through the ``phoenix run`` CLI in
+``test_run_acceptance.py::test_phoenix_run_cli_applies_a_url_model_end_to_end``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from provisioner.layout import Layout
-from provisioner.runtime.cleanup import Target, cleanup_targets, run_cleanup
+from provisioner.runtime.cleanup import Target, cleanup_targets, in_phoenix_image, run_cleanup
 
 
 def _populate(root: Path, home: Path) -> Layout:
@@ -137,3 +137,20 @@ def test_secret_remnants_in_logs_are_masked(tmp_path: Path) -> None:
     assert leaky.stat().st_mode & 0o777 == 0o600
     assert (layout.logs / "binary.log").read_bytes() == b"\xff\xfe *** \x00"
     assert (layout.user / "comfyui.log").read_text() == "clean line\n"
+
+
+def test_without_homes_every_target_is_inside_the_workspace(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "ws")
+    for mode in ("ephemeral", "volume"):
+        for paranoid in (False, True):
+            targets = cleanup_targets(layout, mode, paranoid, (), include_volume_data=True)
+            assert targets and all(t.path.is_relative_to(layout.root) for t in targets)
+    with_home = cleanup_targets(layout, "ephemeral", False, [tmp_path / "home"])
+    outside = {t.why for t in with_home if not t.path.is_relative_to(layout.root)}
+    assert outside == {"Hugging Face token file", "shell history", "package cache (ephemeral mode)"}
+
+
+def test_in_phoenix_image_reads_the_image_flag() -> None:
+    assert all(in_phoenix_image({"PHOENIX_IN_IMAGE": v}) for v in ("1", "on", "true"))
+    for env in ({}, {"PHOENIX_IN_IMAGE": "0"}, {"PHOENIX_IN_IMAGE": ""}, {"PHOENIX_IN_IMAGE": "x"}):
+        assert not in_phoenix_image(env)

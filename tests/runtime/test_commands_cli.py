@@ -38,6 +38,7 @@ def test_doctor_json(tmp_path: Path) -> None:
     assert HF_TOKEN not in done.stdout + done.stderr
     text = _phoenix("doctor", "--manifest", str(manifest), "--root", str(tmp_path), env=env)
     assert "torch/GPU check: -: no GPU" in text.stdout
+    assert "None" not in text.stdout, text.stdout
 
 
 def test_cleanup_dry_run_and_run(tmp_path: Path) -> None:
@@ -54,6 +55,85 @@ def test_cleanup_dry_run_and_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "removed 2 files" in done.stdout
     assert not (root / "output" / "x.png").exists()
+
+
+def _plant_home(home: Path) -> list[Path]:
+    planted = [
+        home / ".cache" / "pip" / "http" / "blob",
+        home / ".cache" / "uv" / "wheels" / "w.whl",
+        home / ".cache" / "huggingface" / "token",
+        home / ".bash_history",
+        home / ".python_history",
+    ]
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"keep me")
+    return planted
+
+
+def test_cleanup_of_a_missing_root_fails_and_touches_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    planted = _plant_home(home)
+    env = {"HOME": str(home)}
+    for root in (tmp_path / "nonexistent", planted[-1]):  # missing, and a file
+        done = _phoenix("cleanup", "--root", str(root), "--mode", "ephemeral", env=env)
+        assert done.returncode == 1, done.stdout
+        assert f"workspace root {root} is not an existing directory" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert all(p.read_bytes() == b"keep me" for p in planted)
+
+
+def test_plain_cleanup_never_touches_home_outside_the_image(tmp_path: Path) -> None:
+    root, home = tmp_path / "ws", tmp_path / "home"
+    (root / ".phoenix" / "staging").mkdir(parents=True)
+    (root / ".phoenix" / "staging" / "a.part").write_bytes(b"part")
+    planted = _plant_home(home)
+    env = {"HOME": str(home), "HF_HOME": str(home / ".cache" / "huggingface")}
+    dry = _phoenix("cleanup", "--root", str(root), "--mode", "ephemeral", "--dry-run", env=env)
+    assert dry.returncode == 0 and str(home) not in dry.stdout
+    assert "workspace only" in dry.stdout
+    done = _phoenix("cleanup", "--root", str(root), "--mode", "ephemeral", "--paranoid", env=env)
+    assert done.returncode == 0, done.stderr
+    assert not (root / ".phoenix" / "staging" / "a.part").exists()
+    assert all(p.read_bytes() == b"keep me" for p in planted)
+    # asked for, or inside the image: the home-level files go
+    done = _phoenix("cleanup", "--root", str(root), "--mode", "ephemeral", "--include-home",
+                    env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not any(p.exists() for p in planted)
+    planted = _plant_home(home)
+    done = _phoenix("cleanup", "--root", str(root), "--mode", "ephemeral",
+                    env={**env, "PHOENIX_IN_IMAGE": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not any(p.exists() for p in planted)
+
+
+def test_cleanup_parses_its_env_flags_strictly(tmp_path: Path) -> None:
+    (tmp_path / "ws").mkdir()
+    planted = tmp_path / "ws" / "output" / "x.png"
+    planted.parent.mkdir()
+    planted.write_bytes(b"png")
+    for name in ("PARANOID_MODE", "USE_VOLUME"):
+        env = {"HOME": str(tmp_path), name: "sometimes"}
+        done = _phoenix("cleanup", "--root", str(tmp_path / "ws"), env=env)
+        assert done.returncode == 1, done.stdout
+        assert f"env:{name}: invalid value 'sometimes'" in done.stderr
+        assert "Traceback" not in done.stderr
+    env = {"HOME": str(tmp_path), "PARANOID_MODE": "on", "USE_VOLUME": "off"}
+    done = _phoenix("cleanup", "--root", str(tmp_path / "ws"), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "paranoid=True" in done.stdout and not planted.exists()
+
+
+def test_cleanup_deadline_must_be_a_positive_number(tmp_path: Path) -> None:
+    for bad in ("0", "-5", "soon", "nan", "inf"):
+        done = _phoenix("cleanup", "--root", str(tmp_path), "--deadline", bad,
+                        env={"HOME": str(tmp_path)})  # fmt: skip
+        assert done.returncode == 1, (bad, done.stdout)
+        assert "--deadline: expected a positive number of seconds" in done.stderr
+    ok = _phoenix("cleanup", "--root", str(tmp_path), "--deadline", "2.5", "--dry-run",
+                  env={"HOME": str(tmp_path)})  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
 
 
 def test_run_rejects_a_bad_grace_period(tmp_path: Path) -> None:

@@ -62,3 +62,29 @@ def test_binary_lookup_and_version(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert find_binary() == str(script)
     assert binary_version(str(script)) == "File Browser v0.0.0-fake/phoenix-tests"
     assert binary_version(str(tmp_path / "missing")) is None
+
+
+def test_version_probe_never_sees_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in dumps its environment; no planted token or password reaches it."""
+    planted = {
+        "HUGGINGFACE_TOKEN": "hf_planted_token_1234",
+        "HF_TOKEN": "hf_planted_alias_5678",
+        "CIVITAI_TOKEN": "civitai_planted_9012",
+        "RUNPOD_API_KEY": "rpa_planted_3456",
+        "FB_PASSWORD": "planted-fb-password",
+    }
+    for name, value in planted.items():
+        monkeypatch.setenv(name, value)
+    dump = tmp_path / "environ.txt"
+    script = tmp_path / "filebrowser"
+    script.write_text(
+        f"#!{sys.executable}\nimport os, sys\n"
+        f"open({str(dump)!r}, 'w').write(repr(dict(os.environ)))\n"
+        "print('File Browser v9.9.9/dump')\n"
+    )
+    script.chmod(0o700)
+    assert binary_version(str(script)) == "File Browser v9.9.9/dump"
+    seen = dump.read_text()
+    assert "PATH" in seen
+    for name, value in planted.items():
+        assert name not in seen and value not in seen

@@ -105,6 +105,52 @@ def test_doctor_report_without_gpu(tmp_path: Path) -> None:
     assert "none visible (CPU mode)" in render_doctor(report)
 
 
+def test_doctor_text_names_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing installed, no GPU, no checkout, no FileBrowser: words, never "None"."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    report = doctor_report(
+        Manifest(comfyui=ComfyUIConfig(path=str(tmp_path / "no-checkout"))), tmp_path, {},
+        python=str(tmp_path / "no-python"), read_gpu=lambda: None,
+        probe=lambda python, with_torch: InstalledFeatures(),
+    )  # fmt: skip
+    assert report["versions"]["filebrowser"] is None and report["packages"]["torch"] is None
+    text = render_doctor(report)
+    assert "None" not in text, text
+    assert "none visible (CPU mode)" in text
+    for line in ("torch            not installed", "xformers         not installed",
+                 "python           unknown (interpreter not found)",
+                 "comfyui_version  unknown", "comfyui_commit   unknown (not a git checkout)",
+                 "filebrowser      not installed"):  # fmt: skip
+        assert f"  {line}" in text, (line, text)
+
+    cpu_torch = InstalledFeatures(torch="2.8.0", python="3.12.3", torch_arch_list=())
+    report = doctor_report(
+        Manifest(comfyui=ComfyUIConfig(path=str(FAKE))), tmp_path, {}, python=sys.executable,
+        read_gpu=lambda: None, probe=lambda python, with_torch: cpu_torch,
+    )  # fmt: skip
+    text = render_doctor(report)
+    assert "None" not in text and "torch_cuda       none (CPU-only torch build)" in text
+    assert "torch_arch_list  unknown" in text
+
+
+def test_doctor_shows_unknown_for_an_unreadable_filebrowser_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "filebrowser").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "filebrowser").chmod(0o700)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    report = doctor_report(
+        Manifest(comfyui=ComfyUIConfig(path=str(FAKE))), tmp_path, {}, python=sys.executable,
+        read_gpu=lambda: None, probe=lambda python, with_torch: InstalledFeatures(),
+    )  # fmt: skip
+    assert report["versions"]["filebrowser"] == "unknown"
+    assert "filebrowser      unknown" in render_doctor(report)
+
+
 def _cleanup_args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     cleanup_cmd.add_arguments(parser)

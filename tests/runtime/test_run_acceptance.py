@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.hub import LORA_KEYS, safetensors_bytes
 from tests.runtime.conftest import (
     CIVITAI_TOKEN,
     FIXTURES,
@@ -22,6 +27,14 @@ from tests.runtime.conftest import (
 )
 
 TOKENS = (HF_TOKEN.encode(), CIVITAI_TOKEN.encode())
+
+
+def _bytecode(*trees: Path) -> list[Path]:
+    """Every ``*.pyc`` and ``__pycache__`` under ``trees`` (the run must write none)."""
+    return [
+        p for tree in trees for p in tree.rglob("*")
+        if p.name == "__pycache__" or p.suffix == ".pyc"
+    ]  # fmt: skip
 
 
 def _service_pids(status: dict[str, Any]) -> dict[str, int]:
@@ -101,6 +114,7 @@ def test_run_ready_status_secrets_limits_and_sigterm(pod_factory: Any, tmp_path:
             data = path.read_bytes()
             assert not any(t in data for t in TOKENS), path
     assert (pod.root / "models" / "loras" / "lora.safetensors").exists()
+    assert _bytecode(pod.root, pod.checkout) == []
 
 
 def test_crash_is_restarted_with_backoff_then_budget_exits_nonzero(pod_factory: Any) -> None:
@@ -334,3 +348,129 @@ def test_filebrowser_binary_missing_is_a_warning(pod_factory: Any) -> None:
     pod.signal(signal.SIGTERM)
     assert "FileBrowser login" not in pod.finish()
     assert pod.proc.returncode == 0
+
+
+class _ModelServer:
+    """A tiny file server on loopback that the test owns: one file, every request recorded."""
+
+    def __init__(self, name: str, body: bytes) -> None:
+        self.name, self.body = name, body
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.requests.append((self.path, dict(self.headers.items())))
+                if self.path != f"/files/{owner.name}":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(owner.body)))
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                self.wfile.write(owner.body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/files/{name}"
+
+    def __enter__(self) -> _ModelServer:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _git_commit_all(checkout: Path) -> str:
+    """Make the stand-in checkout a git repo at one commit (so the ComfyUI kind is unchanged)."""
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(checkout), "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e.invalid",
+        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e.invalid",
+    }  # fmt: skip
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=checkout, env=env, capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-qm", "stand-in ComfyUI")
+    return git("rev-parse", "HEAD")
+
+
+def _files_under(*trees: Path) -> Iterator[Path]:
+    for tree in trees:
+        yield from (p for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_phoenix_run_cli_applies_a_url_model_end_to_end(pod_factory: Any) -> None:
+    """`phoenix run` for real: manifest loader, real apply of a `url:` model from loopback,
+    ready, /status, SIGTERM → 0; no planted token in any file, log or child environment."""
+    pod = pod_factory()
+    commit = _git_commit_all(pod.checkout)
+    body = safetensors_bytes(LORA_KEYS, {"ss_network_module": "networks.lora"})
+    sha = hashlib.sha256(body).hexdigest()
+    with _ModelServer("tiny-lora.safetensors", body) as server:
+        manifest = pod.tmp / "manifest.yaml"
+        manifest.write_text(
+            "version: 1\n"
+            f"comfyui: {{path: '{pod.checkout}', repo: 'file://{pod.checkout}', ref: {commit}, "
+            f"listen: 127.0.0.1, port: {pod.comfy_port}}}\n"
+            f"services: {{filebrowser: {{enabled: false}}, health: {{port: {pod.health_port}}}}}\n"
+            "storage: {min_free_gb: 0}\n"
+            "models:\n"
+            f"  - url: {server.url}\n"
+            "    type: loras\n"
+            f"    sha256: {sha}\n"
+            "    required: true\n"
+        )
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(pod.home),
+            "PYTHONPATH": str(REPO),
+            "HUGGINGFACE_TOKEN": HF_TOKEN,
+            "CIVITAI_TOKEN": CIVITAI_TOKEN,
+        }
+        argv = [sys.executable, "-m", "provisioner", "run", "--manifest", str(manifest),
+                "--root", str(pod.root)]  # fmt: skip
+        pod.proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        status = pod.wait_ready(timeout=60)
+
+        # the model: fetched once from the loopback server, no credentials sent, verified, placed
+        placed = pod.root / "models" / "loras" / "tiny-lora.safetensors"
+        assert hashlib.sha256(placed.read_bytes()).hexdigest() == sha
+        gets = [h for path, h in server.requests if path.endswith("tiny-lora.safetensors")]
+        assert len(gets) == 1
+        assert not any(k.lower() in {"authorization", "cookie"} for k in gets[0])
+        rows = {r["id"]: r for r in status["apply"]["results"]}
+        assert rows[f"url:{server.url}"]["ok"] is True, rows
+        assert status["apply"]["progress"]["failed"] == 0
+
+        pids = _service_pids(status)
+        members = group_members(set(pids.values()))
+        assert members
+        for pid in members:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            assert not any(t in environ for t in TOKENS), pid
+
+        pod.signal(signal.SIGTERM)
+        out = pod.finish()
+    assert pod.proc.returncode == 0, out
+    assert "cleanup: removed" in out and not any(t.decode() in out for t in TOKENS)
+    assert pod.leftovers() == []
+    assert placed.exists()  # models survive cleanup
+    logs = list((pod.root / ".phoenix" / "logs").glob("*.log*"))
+    assert logs  # ComfyUI's log is there, and checked below with every other file
+    for path in _files_under(pod.root):
+        data = path.read_bytes()
+        assert not any(t in data for t in TOKENS), path
+    assert _bytecode(pod.root, pod.checkout) == []

@@ -134,3 +134,26 @@ def test_chown_tree_counts_only_changes(tmp_path: Path) -> None:
     st = tmp_path.stat()
     assert chown_tree(tmp_path, st.st_uid, st.st_gid) == 0
     assert chown_tree(tmp_path / "missing", 0, 0) == 0
+
+
+def test_secret_names_come_from_the_env_table_once() -> None:
+    """proc's and the runtime's secret lists are the table's secret column + foreign ones."""
+    from provisioner import proc
+    from provisioner.manifest.envmap import ENV_VARS, FOREIGN_SECRETS
+    from provisioner.runtime import system
+
+    table = {v.name for v in ENV_VARS if v.secret}
+    assert {"HUGGINGFACE_TOKEN", "HF_TOKEN", "CIVITAI_TOKEN", "FB_PASSWORD"} <= table
+    assert "RUNPOD_API_KEY" in FOREIGN_SECRETS and not table & set(FOREIGN_SECRETS)
+    assert proc.SECRET_VARS == set(system.SECRET_ENV_NAMES) == table | set(FOREIGN_SECRETS)
+    assert set(system.TOKEN_ENV_NAMES) == proc.SECRET_VARS - {"FB_PASSWORD"}
+
+
+def test_foreign_secrets_are_scrubbed_and_never_reach_a_service() -> None:
+    env = {"PATH": "/bin", "RUNPOD_API_KEY": "rpa_secret_value", "HUGGING_FACE_HUB_TOKEN": "hf_z"}
+    try:
+        assert service_env(env, {"RUNPOD_API_KEY": "again"}) == {"PATH": "/bin"}
+        assert sorted(scrub_secret_env(env)) == ["HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY"]
+        assert env == {"PATH": "/bin"} and redact("key rpa_secret_value") == "key ***"
+    finally:
+        forget_secrets()

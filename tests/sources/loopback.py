@@ -107,6 +107,7 @@ class LoopbackHub:
         self.required_token: str | None = None
         self.records: list[Record] = []
         self.in_flight = 0
+        self.peak_in_flight = 0  # most requests answered at once since the last reset
         self.idle = threading.Condition(self.lock)
         self.api_server = _Server(api_host, self, "api")
         try:
@@ -239,6 +240,7 @@ class LoopbackHub:
         with self.lock:
             self.idle.wait_for(lambda: self.in_flight == 0, timeout=5.0)
             self.records.clear()
+            self.peak_in_flight = self.in_flight
 
     def close(self) -> None:
         for server in (self.api_server, self.cdn_server):
@@ -289,6 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.server.hub
         with hub.lock:
             hub.in_flight += 1
+            hub.peak_in_flight = max(hub.peak_in_flight, hub.in_flight)
         try:
             self._answer(head)
         finally:

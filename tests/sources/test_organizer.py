@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -151,6 +154,45 @@ def test_place_and_hard_link_dedup(tmp_path: Path) -> None:
     assert os.stat(twin).st_ino == os.stat(dest).st_ino
     assert list(staging.iterdir()) == []
     assert hash_file(twin).sha256 == hash_file(dest).sha256
+
+
+@pytest.fixture
+def umask_077() -> Iterator[None]:
+    """The pod's umask (issue 5: files 0600, folders 0700) for the test, restored afterwards."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("umask_077")
+def test_placed_file_keeps_the_mode_the_umask_gave_it(tmp_path: Path) -> None:
+    staged = tmp_path / "staging" / "x.part"
+    staged.parent.mkdir()
+    staged.write_bytes(b"weights")
+    dest = tmp_path / "models/loras/x.safetensors"
+    place(staged, dest)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    assert stat.S_IMODE(dest.parent.stat().st_mode) == 0o700
+
+
+@pytest.mark.usefixtures("umask_077")
+def test_place_across_filesystems_copies_then_removes_the_staged_file(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem")
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        staged = Path(other) / "x.part"
+        staged.write_bytes(b"weights" * 1000)
+        dest = tmp_path / "models/vae/ae.safetensors"
+        dest.parent.mkdir(parents=True)
+        dest.write_bytes(b"old")
+        place(staged, dest)
+        assert os.listdir(other) == []
+    assert dest.read_bytes() == b"weights" * 1000
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    assert os.listdir(dest.parent) == ["ae.safetensors"]  # no temp file left beside it
 
 
 def test_hash_file_git_blob_id(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from pydantic import ValidationError
 
 from provisioner.errors import IntegrityError, SourceError
 from provisioner.manifest.models import URLModel
@@ -31,8 +32,8 @@ def test_name_from_url_or_entry() -> None:
 
 
 def test_url_with_credentials_or_without_a_name_is_refused() -> None:
-    with pytest.raises(SourceError, match="credentials inside a model URL"):
-        resolve_url(entry("https://user:pw@h/x.pt"))
+    with pytest.raises(ValidationError, match="carries a credential"):
+        entry("https://user:pw@h/x.pt")
     with pytest.raises(SourceError, match="cannot derive a file name") as info:
         resolve_url(entry("https://h/"))
     assert "set 'name'" in info.value.render()
