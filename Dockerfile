@@ -76,6 +76,8 @@ ENV PIP_CONSTRAINT="/etc/pip/constraint.txt /etc/phoenix/constraints.txt"
 ARG COMFYUI_REPO=https://github.com/Comfy-Org/ComfyUI.git
 ARG COMFYUI_COMMIT=637221995f7424a561bd825de3e61ea117dfe1e3
 ARG COMFYUI_VERSION=0.3.64
+# Owned by sduser: `phoenix run` drops to it before apply, which may move the checkout to a
+# manifest's comfyui.ref (git refuses to work in a repository another user owns).
 RUN git init -q /opt/ComfyUI \
  && git -C /opt/ComfyUI remote add origin "${COMFYUI_REPO}" \
  && git -C /opt/ComfyUI fetch -q --depth 1 origin "${COMFYUI_COMMIT}" \
@@ -86,6 +88,7 @@ RUN git init -q /opt/ComfyUI \
  && pip install --no-cache-dir -r /opt/phoenix-build/comfyui-requirements.txt \
  && torch_now="torch==$(python -c 'import importlib.metadata as m; print(m.version("torch"))')" \
  && grep -qxF "${torch_now}" /etc/phoenix/constraints.txt \
+ && chown -R sduser:sduser /opt/ComfyUI \
  && echo "ComfyUI ${COMFYUI_VERSION} at ${COMFYUI_COMMIT}; ${torch_now} unchanged"
 
 # Phoenix's dependencies, from pyproject.toml alone: code changes do not reinstall them.

@@ -299,3 +299,8 @@ def test_every_copy_source_exists_and_is_not_dockerignored() -> None:
             assert not source.startswith("--"), f"Dockerfile:{ins.line}: unexpected COPY option"
             assert (ROOT / source).exists(), f"Dockerfile:{ins.line}: {source} is not in the repo"
             assert source.split("/")[0] not in ignored, f"{source} is excluded by .dockerignore"
+
+
+def test_comfyui_checkout_belongs_to_the_service_user() -> None:
+    text = DOCKERFILE.read_text()
+    assert "chown -R sduser:sduser /opt/ComfyUI" in text
