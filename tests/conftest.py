@@ -12,6 +12,7 @@ import pytest
 
 from provisioner.manifest.envmap import ENV_VARS
 from provisioner.redact import forget_secrets
+from tests.fixtures.hub import FluxHub, build_flux_hub
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,3 +51,17 @@ def run_phoenix(
 def _forget_secrets() -> Iterator[None]:
     yield
     forget_secrets()
+
+
+@pytest.fixture(scope="session")
+def flux_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FluxHub]:
+    """olah serving FLUX-like mirrors behind a counting proxy; shared by the session."""
+    yield from build_flux_hub(tmp_path_factory.mktemp("hub"))
+
+
+@pytest.fixture
+def hf_endpoint(flux_hub: FluxHub, monkeypatch: pytest.MonkeyPatch) -> str:
+    """HF_ENDPOINT pointed at the test hub, with the proxy's request log cleared."""
+    monkeypatch.setenv("HF_ENDPOINT", flux_hub.endpoint)
+    flux_hub.proxy.reset()
+    return flux_hub.endpoint

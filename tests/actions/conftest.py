@@ -7,22 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from provisioner.redact import forget_secrets
-from tests.fixtures.hub import FluxHub, build_flux_hub
 from tests.sources.loopback import LoopbackHub, running_hub
-
-
-@pytest.fixture(scope="session")
-def flux_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FluxHub]:
-    """olah serving FLUX-like mirrors behind a counting proxy; shared by the session."""
-    yield from build_flux_hub(tmp_path_factory.mktemp("hub"))
-
-
-@pytest.fixture
-def hf_endpoint(flux_hub: FluxHub, monkeypatch: pytest.MonkeyPatch) -> str:
-    """HF_ENDPOINT pointed at the test hub, with the proxy's request log cleared."""
-    monkeypatch.setenv("HF_ENDPOINT", flux_hub.endpoint)
-    flux_hub.proxy.reset()
-    return flux_hub.endpoint
 
 
 @pytest.fixture
