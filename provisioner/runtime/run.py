@@ -76,6 +76,18 @@ def default_comfy_python(layout: Layout) -> str:
     return str(comfy_python(layout))
 
 
+def homes_to_clean(
+    given: Sequence[Path] | None, environ: Mapping[str, str], users: Sequence[str]
+) -> list[Path]:
+    """Homes whose histories and caches ``run`` removes: the given ones; else, inside the
+    Phoenix image, ``$HOME`` and the service user's; elsewhere none (a developer's machine)."""
+    if given is not None:
+        return list(given)
+    if not cleanup.in_phoenix_image(environ):
+        return []
+    return system.default_homes(users)
+
+
 @dataclass
 class RunOptions:
     """Inputs of one ``phoenix run`` beyond the manifest."""
@@ -248,7 +260,7 @@ def run_pod(
         del snapshot
         board.mark("loaded", began)
         user = desired.manifest.security.user
-        system.harden(environ, options.homes or system.default_homes([user]))
+        system.harden(environ, homes_to_clean(options.homes, environ, [user]))
         for value in (secrets.hf_token, secrets.civitai_token, secrets.fb_password):
             register_secret(value)
         removed = system.scrub_secret_env(environ)
@@ -579,7 +591,7 @@ def _shutdown(
         supervisor.stop(timeout=options.stop_timeout_s)
     if layout is not None:
         # as the dropped user: its own home (root's histories went at start)
-        homes = options.homes if options.homes is not None else system.default_homes()
+        homes = homes_to_clean(options.homes, os.environ, [])
         targets = cleanup.cleanup_targets(
             layout, mode, paranoid, homes, hf_home=os.environ.get("HF_HOME")
         )

@@ -154,3 +154,14 @@ def test_in_phoenix_image_reads_the_image_flag() -> None:
     assert all(in_phoenix_image({"PHOENIX_IN_IMAGE": v}) for v in ("1", "on", "true"))
     for env in ({}, {"PHOENIX_IN_IMAGE": "0"}, {"PHOENIX_IN_IMAGE": ""}, {"PHOENIX_IN_IMAGE": "x"}):
         assert not in_phoenix_image(env)
+
+
+def test_run_touches_homes_only_inside_the_image(tmp_path: Path) -> None:
+    from provisioner.runtime.run import homes_to_clean
+
+    given = [tmp_path / "h"]
+    assert homes_to_clean(given, {}, ["sduser"]) == given
+    assert homes_to_clean(None, {}, ["sduser"]) == []
+    assert homes_to_clean(None, {"PHOENIX_IN_IMAGE": "0"}, []) == []
+    inside = homes_to_clean(None, {"PHOENIX_IN_IMAGE": "1"}, [])
+    assert inside and all(isinstance(p, Path) for p in inside)
