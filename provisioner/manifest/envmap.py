@@ -138,8 +138,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
         None,
         "Basic",
         True,
-        "FileBrowser password; when empty a 24-character one is generated and shown once on "
-        "the console.",
+        "FileBrowser password; when empty a random 28-character one is generated and shown "
+        "once on the console (never written to a log or file).",
     ),
     EnvVar(
         "USE_VOLUME",
