@@ -33,7 +33,8 @@ def env_markdown_table(tier: str | None = None) -> str:
         name = f"`{row['name']}`" + (" 🔒" if row["secret"] else "")
         default = f"`{row['default']}`" if row["default"] != "-" else "-"
         key = f"`{row['manifest_path']}`" if row["manifest_path"] else "-"
-        lines.append(f"| {name} | {default} | {key} | {row['help']} |")
+        text = str(row["help"]).replace("|", "\\|")  # a bare | would end the table cell
+        lines.append(f"| {name} | {default} | {key} | {text} |")
     return "\n".join(lines) + "\n"
 
 

@@ -110,7 +110,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "nodes",
         "Advanced",
         False,
-        "Custom node git URLs, optionally pinned: https://github.com/owner/repo@<tag|commit>.",
+        "Custom node git URLs, optionally pinned: https://github.com/owner/repo@TAG or @COMMIT.",
     ),
     EnvVar(
         "EXTRA_PYTHON_PACKAGES",
