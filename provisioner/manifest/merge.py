@@ -11,7 +11,7 @@ Rules (documented in the README):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,7 +154,7 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
 def _apply_env_lists(merged: _Merged, env: Mapping[str, str], *, has_manifest_models: bool) -> None:
     hf_var = BY_NAME["HF_REPOS_TO_DOWNLOAD"]
     if hf_var.name in env:
-        merged.models.extend(_env_hf(env[hf_var.name]))
+        merged.models.extend(_env_items(hf_var.name, env[hf_var.name], _hf_entry))
     elif not has_manifest_models:
         merged.models.extend(_default_models())
     for var in ENV_VARS:
@@ -162,56 +162,47 @@ def _apply_env_lists(merged: _Merged, env: Mapping[str, str], *, has_manifest_mo
             continue
         value = env[var.name]
         if var.kind == "civitai-list":
-            merged.models.extend(_env_civitai(var.name, value, var.folder))
+            merged.models.extend(_env_items(var.name, value, _civitai_entry(var.folder)))
         elif var.kind == "node-list":
-            merged.nodes.extend(_env_nodes(var.name, value))
+            merged.nodes.extend(_env_items(var.name, value, _node_entry))
         elif var.kind == "package-list":
             merged.packages.extend(_env_packages(var.name, value))
 
 
-def _env_hf(value: str) -> list[_Sourced]:
-    out = []
-    for i, item in enumerate(split_list(value)):
-        where = f"env:HF_REPOS_TO_DOWNLOAD[{i}]"
-        try:
-            hf = parse.parse_hf_item(item)
-        except ValueError as exc:
-            raise EnvError(f"invalid item {item!r}: {exc}", where=where) from None
-        entry: dict[str, Any] = {"hf": hf.repo}
-        if hf.revision:
-            entry["revision"] = hf.revision
-        if hf.pattern:
-            entry["files"] = [hf.pattern]
-        out.append(_Sourced(entry, where))
-    return out
-
-
-def _env_civitai(name: str, value: str, folder: str | None) -> list[_Sourced]:
+def _env_items(name: str, value: str, entry: Callable[[str], Any]) -> list[_Sourced]:
+    """One manifest entry per list item, each tagged ``env:NAME[i]``; a bad item is an error
+    naming the variable and the item."""
     out = []
     for i, item in enumerate(split_list(value)):
         where = f"env:{name}[{i}]"
         try:
-            parse.parse_civitai_ref(item)
+            out.append(_Sourced(entry(item), where))
         except ValueError as exc:
             raise EnvError(f"invalid item {item!r}: {exc}", where=where) from None
-        entry: dict[str, Any] = {"civitai": item}
-        if folder:
-            entry["type"] = folder
-        out.append(_Sourced(entry, where))
     return out
 
 
-def _env_nodes(name: str, value: str) -> list[_Sourced]:
-    out = []
-    for i, item in enumerate(split_list(value)):
-        where = f"env:{name}[{i}]"
-        try:
-            node = parse.parse_node_item(item)
-        except ValueError as exc:
-            raise EnvError(f"invalid item {item!r}: {exc}", where=where) from None
-        entry = {"url": node.url, **({"ref": node.ref} if node.ref else {})}
-        out.append(_Sourced(entry, where))
-    return out
+def _hf_entry(item: str) -> dict[str, Any]:
+    hf = parse.parse_hf_item(item)
+    entry: dict[str, Any] = {"hf": hf.repo}
+    if hf.revision:
+        entry["revision"] = hf.revision
+    if hf.pattern:
+        entry["files"] = [hf.pattern]
+    return entry
+
+
+def _civitai_entry(folder: str | None) -> Callable[[str], dict[str, Any]]:
+    def entry(item: str) -> dict[str, Any]:
+        parse.parse_civitai_ref(item)
+        return {"civitai": item, **({"type": folder} if folder else {})}
+
+    return entry
+
+
+def _node_entry(item: str) -> dict[str, Any]:
+    node = parse.parse_node_item(item)
+    return {"url": node.url, **({"ref": node.ref} if node.ref else {})}
 
 
 def _env_packages(name: str, value: str) -> list[_Sourced]:
