@@ -146,9 +146,15 @@ def test_concurrent_applies_on_one_root_fetch_each_file_once(
     manifest = tmp_path / "pod.yaml"
     manifest.write_text(with_comfyui(FLUX_SET))
     root = tmp_path / "root"
-    hub.proxy.slow["flux1-dev.safetensors"] = 2.0
+    hub.proxy.slow["flux1-dev.safetensors"] = 4.0
     env = _env(hub)
     first = _popen_apply(manifest, root, env)
+    # Start the second only once the first holds the volume lock and is mid-download, so the
+    # test does not depend on which process the scheduler starts first on a loaded machine.
+    deadline = time.monotonic() + 60
+    while _gets(hub, "flux1-dev.safetensors") == 0 and first.poll() is None:
+        assert time.monotonic() < deadline, "the first apply never started its download"
+        time.sleep(0.05)
     second = _popen_apply(manifest, root, env)
     out1, err1 = first.communicate(timeout=120)
     out2, err2 = second.communicate(timeout=120)
