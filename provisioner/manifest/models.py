@@ -115,7 +115,7 @@ class HFModel(_ModelCommon):
 
     @model_validator(mode="after")
     def _one_hash_one_file(self) -> HFModel:
-        if self.sha256 and (not self.files or len(self.files) != 1 or _is_glob(self.files[0])):
+        if self.sha256 and (not self.files or len(self.files) != 1 or is_glob(self.files[0])):
             raise ValueError("'sha256' needs exactly one file name in 'files' (not a pattern)")
         return self
 
@@ -297,10 +297,6 @@ class Manifest(_Strict):
 _GLOB = re.compile(r"[*?\[]")
 
 
-def _is_glob(pattern: str) -> bool:
-    return bool(_GLOB.search(pattern))
-
-
 def is_glob(pattern: str) -> bool:
     """True when ``pattern`` is a glob rather than one literal file name."""
-    return _is_glob(pattern)
+    return bool(_GLOB.search(pattern))

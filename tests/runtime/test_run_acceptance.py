@@ -29,6 +29,17 @@ from tests.runtime.conftest import (
 TOKENS = (HF_TOKEN.encode(), CIVITAI_TOKEN.encode())
 
 
+def _cli_env(home: Path) -> dict[str, str]:
+    """A minimal environment for a real `phoenix run` child, with both tokens planted."""
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "PYTHONPATH": str(REPO),
+        "HUGGINGFACE_TOKEN": HF_TOKEN,
+        "CIVITAI_TOKEN": CIVITAI_TOKEN,
+    }
+
+
 def _bytecode(*trees: Path) -> list[Path]:
     """Every ``*.pyc`` and ``__pycache__`` under ``trees`` (the run must write none)."""
     return [
@@ -270,13 +281,7 @@ def test_phoenix_run_cli_with_a_manifest_file(pod_factory: Any) -> None:
         f"services: {{filebrowser: {{enabled: false}}, health: {{port: {pod.health_port}}}}}\n"
         "storage: {min_free_gb: 0}\n"
     )
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(pod.home),
-        "PYTHONPATH": str(REPO),
-        "HUGGINGFACE_TOKEN": HF_TOKEN,
-        "CIVITAI_TOKEN": CIVITAI_TOKEN,
-    }
+    env = _cli_env(pod.home)
     argv = [sys.executable, "-m", "provisioner", "run", "--skip-apply",
             "--manifest", str(manifest), "--root", str(pod.root)]  # fmt: skip
     pod.proc = subprocess.Popen(
@@ -430,13 +435,7 @@ def test_phoenix_run_cli_applies_a_url_model_end_to_end(pod_factory: Any) -> Non
             f"    sha256: {sha}\n"
             "    required: true\n"
         )
-        env = {
-            "PATH": os.environ["PATH"],
-            "HOME": str(pod.home),
-            "PYTHONPATH": str(REPO),
-            "HUGGINGFACE_TOKEN": HF_TOKEN,
-            "CIVITAI_TOKEN": CIVITAI_TOKEN,
-        }
+        env = _cli_env(pod.home)
         argv = [sys.executable, "-m", "provisioner", "run", "--manifest", str(manifest),
                 "--root", str(pod.root)]  # fmt: skip
         pod.proc = subprocess.Popen(
