@@ -49,8 +49,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser. With ``only``, just that subcommand's module is imported (fast start-up);
-    the others are registered without options, which is all argparse needs to dispatch.
+    """The parser. With ``only``, just that subcommand is registered and its module imported
+    (fast start-up); argparse needs no other to dispatch it, and the top-level usage names
+    ``COMMAND``, not the list.
     """
     parser = _Parser(
         prog="phoenix",
@@ -61,7 +62,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         if only is not None and name != only:
-            sub.add_parser(name)
             continue
         module = importlib.import_module(f"provisioner.commands.{name.replace('-', '_')}")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)

@@ -5,6 +5,7 @@ Pure functions; installed distributions come in as data (``pyenv.installed_distr
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,8 +66,13 @@ def _validated(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_requirement(text: str) -> Requirement:
-    """Parse one PEP 508 requirement; ``ValueError`` names the item and what is wrong."""
+    """Parse one PEP 508 requirement; ``ValueError`` names the item and what is wrong.
+
+    Cached: one plan checks each requirement in the env split, the merge and the diff; the
+    result is shared, so callers must not change it.
+    """
     try:
         return Requirement(text)
     except (InvalidRequirement, InvalidMarker) as exc:

@@ -77,8 +77,9 @@ def load_manifest_file(path: str) -> ManifestDoc:
             where=f"{path}:{line}:{col}",
             hint="save the manifest as UTF-8",
         ) from None
-    node, data = _parse_yaml(text, path)
-    if node is None or data is None:
+    positions: dict[tuple[str | int, ...], tuple[Position, Position]] = {}
+    data = _parse_yaml(text, path, positions)
+    if data is None:
         raise ManifestError(
             "manifest is empty",
             where=f"{path}:1:1",
@@ -90,9 +91,7 @@ def load_manifest_file(path: str) -> ManifestDoc:
             where=f"{path}:1:1",
             hint="a manifest starts with 'version: 1' at the left margin",
         )
-    positions: dict[tuple[str | int, ...], tuple[Position, Position]] = {}
-    _index(node, (), positions, path, [0])
-    return ManifestDoc(path, _plain(data), positions)
+    return ManifestDoc(path, data, positions)
 
 
 def _read_bytes(path: str) -> bytes:
@@ -120,8 +119,14 @@ def _read_bytes(path: str) -> bytes:
         raise ManifestError(f"cannot read manifest: {exc.strerror}", where=path) from None
 
 
-def _parse_yaml(text: str, path: str) -> tuple[Any, Any]:
-    """Compose the node tree (C parser when ruamel.yaml.clib is present) and construct data."""
+def _parse_yaml(
+    text: str, path: str, positions: dict[tuple[str | int, ...], tuple[Position, Position]]
+) -> Any:
+    """Plain data of the document (None when empty), filling ``positions`` on the way.
+
+    ruamel composes the node tree (its C parser when ruamel.yaml.clib is present); one walk
+    over it then builds the data and records where every key and item is (:class:`_Builder`).
+    """
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -131,17 +136,18 @@ def _parse_yaml(text: str, path: str) -> tuple[Any, Any]:
     try:
         node = yaml.compose(text)
         if node is None:
-            return None, None
-        return node, yaml.constructor.construct_document(node)
+            return None
+        return _Builder(yaml.constructor, path, positions).build(node, ())
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
         problem = problem.replace("\n", " ").strip() or "invalid YAML"
-        hint = "check indentation and quoting near this position"
-        if "duplicate key" in problem:
-            hint = "each key may appear once per mapping; remove or merge the duplicate"
-        raise ManifestError(f"YAML syntax error: {problem}", where=where, hint=hint) from None
+        raise ManifestError(
+            f"YAML syntax error: {problem}",
+            where=where,
+            hint="check indentation and quoting near this position",
+        ) from None
     except (YAMLError, ValueError, TypeError, RecursionError) as exc:
         raise ManifestError(f"YAML error: {exc}", where=path) from None
 
@@ -154,18 +160,23 @@ def _c_parser_available() -> bool:
 
 @functools.cache
 def _resolver_class() -> type:
-    """ruamel's resolver, picking its tag rules once per document instead of once per scalar.
+    """ruamel's resolver, picking its tag rules once per document instead of once per scalar,
+    and resolving each distinct plain scalar once (keys such as ``hf`` or ``type`` repeat on
+    every item).
 
     Under the C parser the YAML version is always the default (a ``%YAML`` directive does not
-    reach the resolver), so the rules cannot change within a document; finding them anew for
-    every scalar costs two failed attribute look-ups each (~15 ms on a 500-item manifest).
+    reach the resolver) and Phoenix adds no path resolvers, so a plain scalar's tag depends on
+    its text alone; finding the rules anew for every scalar costs two failed attribute
+    look-ups each (~15 ms on a 500-item manifest).
     """
+    from ruamel.yaml.nodes import ScalarNode
     from ruamel.yaml.resolver import VersionedResolver
 
     find_rules = VersionedResolver.__dict__["versioned_resolver"].fget
 
     class OnceResolver(VersionedResolver):
         _rules: Any = None
+        _plain_tags: dict[str, Any] | None = None
 
         @property
         def versioned_resolver(self) -> Any:
@@ -173,49 +184,98 @@ def _resolver_class() -> type:
                 self._rules = find_rules(self)
             return self._rules
 
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+            if kind is not ScalarNode or not implicit[0] or self.yaml_path_resolvers:
+                return super().resolve(kind, value, implicit)
+            if self._plain_tags is None:
+                self._plain_tags = {}
+            tag = self._plain_tags.get(value)
+            if tag is None:
+                tag = self._plain_tags[value] = super().resolve(kind, value, implicit)
+            return tag
+
     return OnceResolver
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+class _Builder:
+    """One walk over ruamel's node tree: JSON-like data plus the position of every key and item.
+
+    Mappings, sequences and text are built here; every other scalar (numbers, booleans, null,
+    dates) and any explicitly tagged node goes through ruamel's own safe constructor, so values
+    are exactly ruamel's. Dates become ISO text. Keys must be text and unique. Aliases expand
+    (an alias is a copy), bounded by ``MAX_NODES`` so an alias bomb stops early.
+    """
+
+    def __init__(self, constructor: Any, path: str, out: dict[Any, tuple[Position, Position]]):
+        from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+        self.constructor = constructor
+        self.path = path
+        self.out = out
+        self.count = 0
+        self.mapping_node, self.sequence_node = MappingNode, SequenceNode
+
+    def build(self, node: Any, keypath: tuple[str | int, ...]) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise ManifestError(
+                f"manifest expands to more than {MAX_NODES} values (YAML aliases?)",
+                where=self._where(node),
+                hint="write the manifest without anchors/aliases",
+            )
+        tag = str(node.tag)
+        if isinstance(node, self.mapping_node) and tag == _MAP_TAG:
+            return self._mapping(node, keypath)
+        if isinstance(node, self.sequence_node) and tag == _SEQ_TAG:
+            items = []
+            for i, item in enumerate(node.value):
+                pos = _pos(item)
+                self.out[(*keypath, i)] = (pos, pos)
+                items.append(self.build(item, (*keypath, i)))
+            return items
+        if tag == _STR_TAG and not isinstance(node, self.mapping_node | self.sequence_node):
+            return node.value
+        return _plain(self.constructor.construct_object(node, deep=True))
+
+    def _mapping(self, node: Any, keypath: tuple[str | int, ...]) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if str(key_node.tag) != _STR_TAG or isinstance(
+                key_node, self.mapping_node | self.sequence_node
+            ):
+                raise ManifestError(
+                    f"keys must be text, found {key_node.value!r}",
+                    where=self._where(key_node),
+                    hint="quote the key",
+                )
+            key = key_node.value
+            child = (*keypath, key)
+            if key in data:
+                line, col = self.out[child][0]
+                raise ManifestError(
+                    f"YAML syntax error: duplicate key {key!r} (first at line {line}, "
+                    f"column {col})",
+                    where=self._where(key_node),
+                    hint="each key may appear once per mapping; remove or merge the duplicate",
+                )
+            key_pos = _pos(key_node)
+            nested = isinstance(value_node, self.mapping_node | self.sequence_node)
+            self.out[child] = (key_pos, key_pos if nested else _pos(value_node))
+            data[key] = self.build(value_node, child)
+        return data
+
+    def _where(self, node: Any) -> str:
+        line, col = _pos(node)
+        return f"{self.path}:{line}:{col}"
 
 
 def _pos(node: Any) -> Position:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
-
-
-def _index(
-    node: Any,
-    keypath: tuple[str | int, ...],
-    out: dict[tuple[str | int, ...], tuple[Position, Position]],
-    path: str,
-    count: list[int],
-) -> None:
-    """Record positions of every key and item; bounded so alias expansion cannot run away."""
-    from ruamel.yaml.nodes import MappingNode, SequenceNode
-
-    count[0] += 1
-    if count[0] > MAX_NODES:
-        line, col = _pos(node)
-        raise ManifestError(
-            f"manifest expands to more than {MAX_NODES} values (YAML aliases?)",
-            where=f"{path}:{line}:{col}",
-            hint="write the manifest without anchors/aliases",
-        )
-    if isinstance(node, MappingNode):
-        for key_node, value_node in node.value:
-            if not key_node.tag.endswith(":str"):
-                line, col = _pos(key_node)
-                raise ManifestError(
-                    f"keys must be text, found {key_node.value!r}",
-                    where=f"{path}:{line}:{col}",
-                    hint="quote the key",
-                )
-            child = (*keypath, key_node.value)
-            scalar = not isinstance(value_node, MappingNode | SequenceNode)
-            out[child] = (_pos(key_node), _pos(value_node) if scalar else _pos(key_node))
-            _index(value_node, child, out, path, count)
-    elif isinstance(node, SequenceNode):
-        for i, item in enumerate(node.value):
-            child = (*keypath, i)
-            out[child] = (_pos(item), _pos(item))
-            _index(item, child, out, path, count)
 
 
 def _kind(value: Any) -> str:
@@ -226,7 +286,7 @@ def _kind(value: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """JSON-like data: dates become ISO text (aliases were bounded by :func:`_index`)."""
+    """JSON-like data from a value ruamel constructed: dates become ISO text."""
     if isinstance(value, dict):
         return {key: _plain(v) for key, v in value.items()}
     if isinstance(value, list):

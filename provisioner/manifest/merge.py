@@ -30,7 +30,7 @@ from provisioner.manifest.models import CivitaiModel, HFModel, Manifest, NodeSpe
 from provisioner.manifest.profiles import load_profiles
 from provisioner.manifest.validate import build_manifest, validate_doc
 from provisioner.redact import register_secret
-from provisioner.requirements import split_requirements
+from provisioner.requirements import parse_requirement, split_requirements
 
 DEFAULT_ORIGIN = "default"
 
@@ -328,22 +328,21 @@ def _same_repo(a: NodeSpec, b: NodeSpec) -> bool:
 
 
 def _desired_packages(manifest: Manifest, merged: _Merged) -> list[DesiredPackage]:
-    from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
     out: dict[str, DesiredPackage] = {}
     for text, sourced in zip(manifest.packages, merged.packages, strict=True):
         try:
-            req = Requirement(text)
-        except InvalidRequirement as exc:
+            req = parse_requirement(text)
+        except ValueError as exc:
             raise _conflict(
                 sourced.origin,
-                f"{text!r} is not a valid PEP 508 requirement: {exc}",
+                str(exc),
                 "e.g. 'numpy>=1.26,<2' or 'opencv-python-headless==4.10.0.84'",
             ) from None
         key = canonicalize_name(req.name)
         seen = out.get(key)
-        if seen and Requirement(seen.requirement) == req:
+        if seen and parse_requirement(seen.requirement) == req:
             continue
         if seen:
             raise _conflict(

@@ -2,9 +2,12 @@
 
 Every model is frozen and forbids unknown keys; descriptions become the schema's, so editors
 complete and check manifests. Cross-field rules that JSON Schema cannot say stay small here.
-"""
 
-from __future__ import annotations
+Built on every start, so kept cheap to build (``benchmarks/bench_plan.py``): annotations are
+real objects, not ``from __future__ import annotations`` strings that pydantic would evaluate
+one by one, and list fields default to ``[]`` (pydantic copies it per instance) rather than a
+``default_factory=list`` whose signature pydantic inspects through the tokenizer.
+"""
 
 import re
 from typing import Annotated, Literal, Union
@@ -114,7 +117,7 @@ class HFModel(_ModelCommon):
     )
 
     @model_validator(mode="after")
-    def _one_hash_one_file(self) -> HFModel:
+    def _one_hash_one_file(self) -> "HFModel":
         if self.sha256 and (not self.files or len(self.files) != 1 or is_glob(self.files[0])):
             raise ValueError("'sha256' needs exactly one file name in 'files' (not a pattern)")
         return self
@@ -206,9 +209,7 @@ class ComfyUIConfig(_Strict):
     path: str = Field("/opt/ComfyUI", description="Where the checkout lives (the image's copy).")
     listen: str = Field("0.0.0.0", description="Address ComfyUI listens on.")
     port: WholeNumber = Field(8188, ge=1, le=65535, description="ComfyUI's HTTP port.")
-    args: list[str] = Field(
-        default_factory=list, description="Extra ComfyUI arguments, appended last."
-    )
+    args: list[str] = Field(default=[], description="Extra ComfyUI arguments, appended last.")
     performance: Performance = Field(default_factory=Performance)
     required: bool = Field(True, description="ComfyUI failing to install stops the launch.")
 
@@ -285,10 +286,10 @@ class Manifest(_Strict):
     debug: bool = Field(False, description="Verbose logging.")
     storage: Storage = Field(default_factory=Storage)
     comfyui: ComfyUIConfig = Field(default_factory=ComfyUIConfig)
-    models: list[ModelEntry] = Field(default_factory=list, description="Models to place.")
-    nodes: list[NodeSpec] = Field(default_factory=list, description="Custom nodes to install.")
+    models: list[ModelEntry] = Field(default=[], description="Models to place.")
+    nodes: list[NodeSpec] = Field(default=[], description="Custom nodes to install.")
     packages: list[Annotated[str, Field(min_length=1)]] = Field(
-        default_factory=list, description="Extra Python requirements (PEP 508)."
+        default=[], description="Extra Python requirements (PEP 508)."
     )
     services: Services = Field(default_factory=Services)
     security: Security = Field(default_factory=Security)
