@@ -222,7 +222,7 @@ def guarded_install(
                 hint=HINT,
             )
         raise InstallError(f"install failed:\n{result.tail(12)}", where=what)
-    after = pyenv.installed_distributions(python)
+    after = pyenv.installed_distributions(python, requires=True)
     problems = check_after(before, after, guard)
     if problems:
         _roll_back(python, before, after)

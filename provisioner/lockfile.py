@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +224,8 @@ def resolve_lock(
 
     if any(m.source == "civitai" for m in desired.models):
         session()  # create it once, before the threads share it
+    from concurrent.futures import ThreadPoolExecutor  # resolving only; plan stays light
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(one, desired.models))
     nodes: dict[str, dict[str, Any]] = {}

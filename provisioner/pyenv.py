@@ -34,12 +34,15 @@ INSTALL_TIMEOUT = 1800.0
 BASE_PTH = "_phoenix_base.pth"
 _VENV_LOCK = threading.Lock()
 
-# Runs inside the target interpreter (which may lack `packaging`): stdlib only. ``facts(entries)``
-# reads the distributions on ``entries`` (that interpreter's ``sys.path``).
+# Runs inside the target interpreter (which may lack `packaging`): stdlib only.
+# ``facts(entries, requires)`` reads the distributions on ``entries`` (that interpreter's
+# ``sys.path``). A ``.dist-info`` folder's name gives name and version; its METADATA is read
+# only for the ``Requires-Dist`` of the environment's own distributions, when ``requires`` asks
+# (the guard's after-install check), and for names the folder cannot give.
 _FACTS_CODE = r"""
 import os, platform, re, sys
 
-def facts(entries):
+def facts(entries, requires):
   prefix = os.path.realpath(sys.prefix)
   dists = {}
 
@@ -80,18 +83,19 @@ def facts(entries):
           path = os.path.join(entry, n)
           stem = n.rsplit(".", 1)[0]
           name, _, version = stem.partition("-")
-          fast = n.endswith(".dist-info") and version and "-" not in version and not in_env
+          want = in_env and requires
+          fast = n.endswith(".dist-info") and version and "-" not in version and not want
           if not fast:
-              name2, version2, requires = headers(path, in_env)
+              name2, version2, needs = headers(path, want)
               if not name2 or not version2:
                   continue
               name, version = name2, version2
           else:
-              requires = []
+              needs = []
           key = canon(name)
           if key in dists:
               continue  # first on sys.path wins, as at import time
-          dists[key] = {"name": name, "version": version, "in_env": in_env, "requires": requires}
+          dists[key] = {"name": name, "version": version, "in_env": in_env, "requires": needs}
   iver = "{0.major}.{0.minor}.{0.micro}".format(sys.implementation.version)
   env = {"implementation_name": sys.implementation.name, "implementation_version": iver,
          "os_name": os.name, "platform_machine": platform.machine(),
@@ -104,7 +108,7 @@ def facts(entries):
   site = [p for p in entries if p.endswith(("site-packages", "dist-packages"))]
   return {"dists": dists, "env": env, "is_venv": sys.prefix != sys.base_prefix, "site": site}
 """
-_FACTS_SCRIPT = _FACTS_CODE + "\nimport json\nprint(json.dumps(facts(sys.path)))\n"
+
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,9 @@ def target_python(layout: Layout) -> Path:
     return py if py.exists() else base_python()
 
 
-def _facts_argv(python: Path) -> list[str]:
-    return [str(python), "-I", "-B", "-c", _FACTS_SCRIPT]
+def _facts_argv(python: Path, requires: bool = False) -> list[str]:
+    script = f"{_FACTS_CODE}\nimport json\nprint(json.dumps(facts(sys.path, {requires!r})))\n"
+    return [str(python), "-I", "-B", "-c", script]
 
 
 #: children started by :func:`prefetch_distributions` in this context, not yet consumed
@@ -158,8 +163,8 @@ _PREFETCHED: contextvars.ContextVar[dict[str, proc.Pending] | None] = contextvar
     "phoenix_prefetched_facts", default=None
 )
 #: the facts already read inside a :func:`shared_facts` block (None outside one)
-_SHARED: contextvars.ContextVar[dict[str, Distributions] | None] = contextvars.ContextVar(
-    "phoenix_shared_facts", default=None
+_SHARED: contextvars.ContextVar[dict[tuple[str, bool], Distributions] | None] = (
+    contextvars.ContextVar("phoenix_shared_facts", default=None)
 )
 
 
@@ -198,30 +203,39 @@ def shared_facts() -> Iterator[None]:
         _SHARED.reset(token)
 
 
-def installed_distributions(python: Path) -> Distributions:
-    """Read the distributions ``python`` can import (a read-only fact; one short child)."""
+def installed_distributions(python: Path, *, requires: bool = False) -> Distributions:
+    """Read the distributions ``python`` can import (a read-only fact; one short child).
+
+    With ``requires`` the environment's own distributions carry their ``Requires-Dist`` (what
+    the guard checks after an install); without, ``Dist.requires`` is empty and most
+    distributions are known from their folder names alone.
+    """
     shared = _SHARED.get()
-    if shared is not None and str(python) in shared:
-        return shared[str(python)]
-    dists = _read_distributions(python)
     if shared is not None:
-        shared[str(python)] = dists
+        for key in ((str(python), True), (str(python), requires)):
+            if key in shared:
+                return shared[key]
+    dists = _read_distributions(python, requires)
+    if shared is not None:
+        shared[(str(python), requires)] = dists
     return dists
 
 
-def _read_distributions(python: Path) -> Distributions:
+def _read_distributions(python: Path, requires: bool) -> Distributions:
     entries = _in_process_entries(python)
     if entries is not None:  # the running interpreter: the same script, without a child
         namespace: dict[str, Any] = {}
         exec(compile(_FACTS_CODE, "<phoenix-facts>", "exec"), namespace)
-        return _distributions(json.loads(json.dumps(namespace["facts"](entries))))
+        return _distributions(json.loads(json.dumps(namespace["facts"](entries, requires))))
     prefetched = _PREFETCHED.get()
-    pending = prefetched.pop(str(python), None) if prefetched is not None else None
+    pending = None
+    if prefetched is not None and not requires:
+        pending = prefetched.pop(str(python), None)
     try:
         if pending is not None:
             result = pending.result()
         else:
-            result = proc.run(_facts_argv(python), timeout=FACTS_TIMEOUT)
+            result = proc.run(_facts_argv(python, requires), timeout=FACTS_TIMEOUT)
     except proc.Timeout as exc:
         raise InstallError(f"reading installed packages: {exc}", where=str(python)) from exc
     if not result.ok:

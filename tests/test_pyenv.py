@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,28 @@ def test_old_uv_without_excludes_falls_back_to_pip(
     with pytest.raises(InstallError) as info:
         pyenv.installer_name()
     assert "--excludes" in info.value.message
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "child"])
+def test_requires_dist_is_read_only_when_asked(
+    in_process: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not in_process:  # same interpreter, read through the child script
+        monkeypatch.setattr(pyenv, "_in_process_entries", lambda python: None)
+    python = Path(sys.executable)
+    light = pyenv.installed_distributions(python)
+    full = pyenv.installed_distributions(python, requires=True)
+    assert light.versions() == full.versions()
+    assert all(d.requires == () for d in light.dists.values())
+    pydantic = full.dists["pydantic"]
+    assert pydantic.in_env and any(r.startswith("pydantic-core") for r in pydantic.requires)
+
+
+def test_a_shared_read_with_requires_serves_both_questions() -> None:
+    python = Path(sys.executable)
+    with pyenv.shared_facts():
+        light = pyenv.installed_distributions(python)
+        full = pyenv.installed_distributions(python, requires=True)
+        assert full is not light  # the light read cannot answer for Requires-Dist
+        assert pyenv.installed_distributions(python) is full
+        assert pyenv.installed_distributions(python, requires=True) is full

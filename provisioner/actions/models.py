@@ -13,7 +13,6 @@ from pathlib import Path
 from provisioner.actions.base import ApplyContext, ObserveContext
 from provisioner.manifest.desired import DesiredModel, DesiredState
 from provisioner.plan.change import Action, Change, ItemResult
-from provisioner.sources.placement import hash_file
 from provisioner.state import ModelRecord, State
 
 KIND = "model"
@@ -76,7 +75,11 @@ def _fact(path: Path, verify: bool) -> FileFact:
         st = path.stat()
     except OSError:
         return FileFact(False)
-    digest = hash_file(path).sha256 if verify else None
+    digest = None
+    if verify:
+        from provisioner.sources.placement import hash_file  # hashing only with --verify
+
+        digest = hash_file(path).sha256
     return FileFact(True, st.st_size, st.st_mtime_ns, digest)
 
 

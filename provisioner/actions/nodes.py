@@ -8,7 +8,6 @@ requirements, is unchanged: observing it reads files only and starts no git or p
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,6 +263,8 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
             results.append(ItemResult(node.id, KIND, True, "already in place", node.spec.required))
             continue
         todo.append(node)
+    from concurrent.futures import ThreadPoolExecutor  # apply only; plan stays light
+
     with ThreadPoolExecutor(max_workers=max(1, ctx.jobs), thread_name_prefix="git") as pool:
         checkouts = list(pool.map(lambda n: _checkout_or_error(n, ctx), todo))
     for node, co in zip(todo, checkouts, strict=True):

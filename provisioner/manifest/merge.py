@@ -84,7 +84,10 @@ def merge(doc: ManifestDoc | None, user: Manifest | None, env: Mapping[str, str]
     data["models"] = [s.data for s in merged.models]
     data["nodes"] = [s.data for s in merged.nodes]
     data["packages"] = [s.data for s in merged.packages]
-    manifest = build_manifest(data, doc)
+    if user is not None and doc is not None and data == doc.data:
+        manifest = user  # validated already, and the environment changed nothing
+    else:
+        manifest = build_manifest(data, doc)
     models = _desired_models(manifest, merged, warnings)
     nodes = _desired_nodes(manifest, merged, warnings)
     packages = _desired_packages(manifest, merged)
@@ -105,7 +108,7 @@ def _manifest_scalar_origins(doc: ManifestDoc) -> dict[str, str]:
     """``file:line:col`` of every scalar setting the manifest spells out (outside lists)."""
     origins = {}
     for keypath in doc.positions:
-        if all(isinstance(k, str) for k in keypath) and keypath[0] not in _LIST_SECTIONS:
+        if keypath[0] not in _LIST_SECTIONS and all(isinstance(k, str) for k in keypath):
             origins[".".join(str(k) for k in keypath)] = doc.where(keypath)
     return origins
 
