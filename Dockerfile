@@ -98,7 +98,9 @@ RUN python /opt/phoenix-build/constraints.py pyproject-deps \
  && pip install --no-cache-dir -r /opt/phoenix-build/phoenix-requirements.txt
 
 # Phoenix itself, editable from /opt/phoenix: it finds manifests/, schemas/ and config/ beside
-# the package (provisioner/resources.py).
+# the package (provisioner/resources.py). Its modules are compiled here, like every package pip
+# installed above: with PYTHONDONTWRITEBYTECODE=1 nothing is written at run time, so without
+# this every `phoenix` command would compile Phoenix from source again (~0.09 s of each start).
 COPY README.md /opt/phoenix/README.md
 COPY config /opt/phoenix/config
 COPY manifests /opt/phoenix/manifests
@@ -106,6 +108,7 @@ COPY schemas /opt/phoenix/schemas
 COPY examples /opt/phoenix/examples
 COPY provisioner /opt/phoenix/provisioner
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e /opt/phoenix \
+ && python -m compileall -q /opt/phoenix/provisioner \
  && phoenix --version
 
 # ComfyUI 8188, FileBrowser 8080, Phoenix health API 8189 (/healthz, /readyz, /status).

@@ -178,6 +178,16 @@ def test_no_bytecode_and_constraints_for_every_pip_install() -> None:
             assert ins.line > constraint_set, f"Dockerfile:{ins.line}: pip before constraints"
 
 
+def test_phoenix_is_compiled_at_build_time_after_its_last_code_copy() -> None:
+    # PYTHONDONTWRITEBYTECODE keeps run time from writing bytecode; the build compiles Phoenix
+    # once so a command does not compile every module from source on each start.
+    install = next(i for i in _all("RUN") if "-e /opt/phoenix" in i.args)
+    assert "python -m compileall -q /opt/phoenix/provisioner" in install.args
+    assert install.args.index("-e /opt/phoenix") < install.args.index("compileall")
+    last_copy = max(i.line for i in _all("COPY") if "/opt/phoenix/" in i.args)
+    assert last_copy < install.line
+
+
 def download_problems(instructions: list[Instruction]) -> tuple[int, list[str]]:
     """(number of curl/wget downloads, problems): each download must go to a file that
     ``sha256sum -c`` checks in the same RUN before anything unpacks it."""
