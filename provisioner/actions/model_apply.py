@@ -40,9 +40,10 @@ from provisioner.manifest.models import CivitaiModel, HFModel, URLModel
 from provisioner.plan.change import Change, ItemResult
 from provisioner.sources.organizer import folder_from_name, route
 from provisioner.sources.placement import hash_file, link_or_copy, place
-from provisioner.sources.progress import Progress, human_bytes
+from provisioner.sources.progress import Progress
 from provisioner.sources.safetensors_header import read_header
 from provisioner.state import FileRecord, ModelRecord, file_record
+from provisioner.units import human_bytes
 
 KIND = "model"
 

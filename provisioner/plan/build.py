@@ -18,8 +18,7 @@ from provisioner.manifest.desired import DesiredState
 from provisioner.plan.change import MARKS, Change
 from provisioner.plan.kinds import kind_modules
 from provisioner.state import load_state
-
-GB = 1000**3
+from provisioner.units import GB
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ import json
 import os
 from typing import Any
 
-from provisioner.plan.build import GB, Plan
+from provisioner.plan.build import Plan
 from provisioner.plan.change import MARKS
 from provisioner.redact import redact
+from provisioner.units import human_bytes
 
 _COLORS = {"create": "32", "update": "33", "delete": "31", "unchanged": "2"}
 
@@ -27,13 +28,8 @@ def use_color(stream: Any) -> bool:
 
 
 def human_size(size: int | None) -> str:
-    """``12.3 GB`` style, or ``size unknown``."""
-    if size is None:
-        return "size unknown"
-    for unit, factor in (("GB", GB), ("MB", 1000**2), ("kB", 1000)):
-        if size >= factor:
-            return f"{size / factor:.1f} {unit}"
-    return f"{size} B"
+    """``12.3 GB`` style (:func:`~provisioner.units.human_bytes`), or ``size unknown``."""
+    return "size unknown" if size is None else human_bytes(size)
 
 
 def pinned_summary(versions: dict[str, str]) -> str:

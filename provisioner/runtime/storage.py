@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-GB = 1000**3
+from provisioner.units import GB
+
 RUNPOD_VOLUME = Path("/runpod-volume")
 
 Mode = Literal["volume", "ephemeral"]

@@ -42,7 +42,8 @@ from provisioner.errors import (
 from provisioner.fsio import atomic_write_json
 from provisioner.sources.http import DEFAULT_RETRY, RETRY_STATUSES, RetryPolicy
 from provisioner.sources.placement import place
-from provisioner.sources.progress import Progress, ProgressTask, human_bytes
+from provisioner.sources.progress import Progress, ProgressTask
+from provisioner.units import human_bytes
 
 logger = logging.getLogger("phoenix.download")
 

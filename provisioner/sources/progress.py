@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
+from provisioner.units import human_bytes
+
 logger = logging.getLogger("phoenix.download")
 
 
@@ -39,15 +41,6 @@ class Progress(Protocol):
 
     def close(self) -> None:
         """No more transfers; release terminal lines."""
-
-
-def human_bytes(n: float) -> str:
-    """``1536`` → ``1.5 KiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 def human_eta(seconds: float) -> str:
@@ -179,7 +172,7 @@ class BarProgress:
             desc="total",
             unit="B",
             unit_scale=True,
-            unit_divisor=1024,
+            unit_divisor=1000,
             file=self._stream,
             position=0,
             total=0,
@@ -195,7 +188,7 @@ class BarProgress:
                 desc=label,
                 unit="B",
                 unit_scale=True,
-                unit_divisor=1024,
+                unit_divisor=1000,
                 file=self._stream,
                 total=total,
                 initial=done,
