@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import REPO, clean_env, run_phoenix
 from tests.fixtures.desired import with_comfyui
-from tests.fixtures.hub import GATED_TOKEN, LORA_KEYS, FluxHub, build_flux_hub, safetensors_bytes
+from tests.fixtures.hub import GATED_TOKEN, LORA_KEYS, FluxHub, safetensors_bytes
 from tests.sources.loopback import LoopbackHub, running_hub
 
 FLUX = "black-forest-labs/FLUX.1-dev"
@@ -34,13 +34,9 @@ PLACED = {
 }
 
 
-@pytest.fixture(scope="module")
-def flux_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FluxHub]:
-    yield from build_flux_hub(tmp_path_factory.mktemp("hub"))
-
-
 @pytest.fixture
 def hub(flux_hub: FluxHub) -> Iterator[FluxHub]:
+    """The session's hub (tests/conftest.py), its request log cleared and no slow files left."""
     flux_hub.proxy.reset()
     yield flux_hub
     flux_hub.proxy.slow.clear()
