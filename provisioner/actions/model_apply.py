@@ -290,7 +290,7 @@ def _resolve_hf(
             Path, str
         ]:
             staged = client.download(
-                f, staging, expected_sha256=expected, progress=runner.progress
+                f, staging, expected_sha256=expected, progress=runner.progress, cancel=runner.cancel
             )
             return staged, expected or f.sha256 or hash_file(staged).sha256
 
@@ -373,6 +373,7 @@ def _resolve_civitai(
             api_base=civitai_api_base(),
             token=runner.ctx.secrets.civitai_token,  # scoped to the API host per transfer
             progress=runner.progress,
+            cancel=runner.cancel,
         )
         return result.path, result.sha256
 

@@ -9,6 +9,7 @@ a URL. The file's ``hashes.SHA256`` becomes the trusted hash the download engine
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -337,11 +338,13 @@ def download_civitai_file(
     api_base: str = DEFAULT_API_BASE,
     token: str | None,
     progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> DownloadResult:
     """Fetch ``file`` to ``dest`` through the engine, verified against the API's SHA256.
 
     The token rides only on requests to ``api_base``'s host (the download route); the CDN that
-    Civitai redirects to never receives it. A 401/403 says to set ``CIVITAI_TOKEN``.
+    Civitai redirects to never receives it. A 401/403 says to set ``CIVITAI_TOKEN``. Setting
+    ``cancel`` stops the transfer at the next block (the partial file is kept for a resume).
     """
     auth: requests.auth.AuthBase = HostScopedBearer(token, api_base) if token else NoAuth()
     try:
@@ -355,6 +358,7 @@ def download_civitai_file(
             progress=progress,
             label=file.label,
             auth=auth,
+            cancel=cancel,
         )
     except AuthError as exc:
         raise AuthError(

@@ -27,6 +27,7 @@ from typing import Any
 from provisioner.errors import AuthError, IntegrityError, NotFoundError, SourceError
 from provisioner.manifest.models import is_glob
 from provisioner.redact import register_secret
+from provisioner.sources.download import DownloadCancelled
 from provisioner.sources.placement import hash_file
 from provisioner.sources.progress import Progress
 
@@ -172,6 +173,7 @@ class HFClient:
         *,
         expected_sha256: str | None,
         progress: Progress | None = None,
+        cancel: threading.Event | None = None,
     ) -> Path:
         """Fetch ``file`` into ``staging`` and verify it; return the verified staged path.
 
@@ -179,6 +181,9 @@ class HFClient:
         download resumes. The trusted hash is ``expected_sha256`` (manifest or lock) and/or the
         LFS oid; for a small non-LFS file, the git blob id. A mismatch removes the staged file
         and raises :class:`IntegrityError`; nothing is placed.
+
+        Setting ``cancel`` stops the transfer at its next block where huggingface_hub drives
+        Phoenix's bar (>= 1.0); older releases finish the file they are on.
         """
         want = _trusted_sha(file, expected_sha256)
         if want is None and file.blob_id is None:
@@ -195,7 +200,9 @@ class HFClient:
         if progress is not None:
             label = f"hf:{file.repo}/{file.path}"
             if _accepts(hf_hub_download, "tqdm_class"):  # huggingface_hub >= 1.0 drives our bar
-                extra["tqdm_class"] = functools.partial(HubProgressBar, progress, label)
+                extra["tqdm_class"] = functools.partial(
+                    HubProgressBar, progress, label, cancel=cancel
+                )
             else:  # older releases take no bar: watch the bytes arrive in staging instead
                 from huggingface_hub.utils.tqdm import disable_progress_bars
 
@@ -288,7 +295,9 @@ class HubProgressBar:
     """The tqdm-shaped object huggingface_hub drives, reporting to Phoenix's progress.
 
     So HF transfers show like every other one: a bar on a terminal, a line every few seconds
-    (percent, rate, ETA) in RunPod's log view.
+    (percent, rate, ETA) in RunPod's log view. huggingface_hub calls :meth:`update` after every
+    block it writes, so this is also where a set ``cancel`` stops the transfer (its
+    ``.incomplete`` file stays for a resume).
     """
 
     def __init__(
@@ -296,17 +305,22 @@ class HubProgressBar:
         progress: Progress,
         label: str,
         *,
+        cancel: threading.Event | None = None,
         total: int | None = None,
         initial: int = 0,
         **_: Any,
     ) -> None:
         self.n = initial
         self.total = total
+        self._label = label
+        self._cancel = cancel
         self._task = progress.task(label, total, initial)
         self._closed = False
 
     def update(self, n: float | None = 1) -> None:
         """``n`` more bytes (negative when huggingface_hub restarts a resumed transfer)."""
+        if self._cancel is not None and self._cancel.is_set():
+            raise DownloadCancelled(f"download of {self._label} cancelled")
         step = int(n or 0)
         self.n += step
         if step >= 0:

@@ -26,9 +26,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from tests.fixtures.hub import QuietServer
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class Record:
     body_bytes: int
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(QuietServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False

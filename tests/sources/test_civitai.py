@@ -414,3 +414,27 @@ def test_download_civitai_file_scopes_the_token_and_names_the_model(
     assert [r.headers.get("Authorization") for r in api] == ["Bearer tok-dl-secret"]
     assert [r.headers.get("Authorization") for r in cdn] == [None]
     assert session.auth is None  # the shared session was not changed
+
+
+def test_a_set_cancel_stops_a_civitai_transfer_before_anything_is_placed(
+    catalogue: LoopbackHub, session: requests.Session, root: Path, staging: Path
+) -> None:
+    import threading
+
+    from provisioner.sources.download import DownloadCancelled
+
+    got = resolve(catalogue, session, civitai="100@1001")
+    dest = root / "models" / "loras" / got.name
+    cancel = threading.Event()
+    cancel.set()  # Ctrl-C in a parallel apply sets it; the engine stops at its next block
+    with pytest.raises(DownloadCancelled, match=r"civitai:100@1001 cancelled"):
+        download_civitai_file(
+            got,
+            dest,
+            session=session,
+            staging=staging,
+            api_base=catalogue.api_base,
+            token=None,
+            cancel=cancel,
+        )
+    assert not dest.exists()

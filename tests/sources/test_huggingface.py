@@ -192,3 +192,33 @@ def test_download_reports_progress_lines_for_logs(
     assert lines[0].startswith(f"{label}: starting")
     assert any("100.0%" in line for line in lines)
     assert lines[-1].startswith(f"{label}: done")
+
+
+def test_a_set_cancel_stops_the_transfer_and_returns_no_file(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    import threading
+
+    from huggingface_hub import hf_hub_download
+
+    from provisioner.sources.download import DownloadCancelled
+    from provisioner.sources.huggingface import _accepts
+    from provisioner.sources.progress import LogProgress
+
+    if not _accepts(hf_hub_download, "tqdm_class"):
+        pytest.skip("huggingface_hub < 1.0 drives no bar of ours: the file in flight finishes")
+    lines: list[str] = []
+    cancel = threading.Event()
+    cancel.set()  # Ctrl-C arrived: the next block the hub reports ends the transfer
+    client = HFClient()
+    f = client.resolve(FLUX, None, ["flux1-dev.safetensors"]).files[0]
+    with pytest.raises(DownloadCancelled, match=r"flux1-dev\.safetensors cancelled"):
+        client.download(
+            f,
+            tmp_path / "stage",
+            expected_sha256=None,
+            progress=LogProgress(0.0, emit=lines.append),
+            cancel=cancel,
+        )
+    assert not (tmp_path / "stage" / "flux1-dev.safetensors").exists()
+    assert lines[-1].endswith("failed at 0 B")
