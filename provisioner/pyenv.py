@@ -110,7 +110,6 @@ def facts(entries, requires):
 """
 
 
-
 @dataclass(frozen=True)
 class Dist:
     """One installed distribution as the interpreter sees it."""
