@@ -39,6 +39,9 @@ class StatusBoard:
         self.warnings: list[str] = []
         self.errors: list[str] = []
         self.services: Callable[[], list[dict[str, Any]]] = list
+        #: the service whose readiness turns "starting" into "ready" (and back), read from the
+        #: same snapshot ``/status`` shows, so the phase never disagrees with the services
+        self.gate: str | None = None
         #: seconds since ``phoenix run`` began: manifest loaded, apply done, ComfyUI spawned, ready
         self.timings: dict[str, float] = {}
 
@@ -86,14 +89,29 @@ class StatusBoard:
         with self._lock:
             self.warnings.append(message)
 
+    def _phase(self, services: list[dict[str, Any]]) -> str:
+        if self.phase not in ("starting", "ready") or self.gate is None:
+            return self.phase
+        for svc in services:
+            if svc["name"] == self.gate:
+                return "ready" if svc["ready"] and svc["state"] == "running" else "starting"
+        return self.phase
+
+    def current_phase(self) -> str:
+        """The phase now: while services run, "ready" exactly when the gate service is."""
+        services = self.services()
+        with self._lock:
+            return self._phase(services)
+
     def to_json(self) -> dict[str, Any]:
         """The ``/status`` document."""
+        services = self.services()
         with self._lock:
             doc = {
-                "phase": self.phase,
+                "phase": self._phase(services),
                 "uptime_s": round(time.time() - self.started, 1),
                 "apply": {"progress": self.apply_progress, "results": self.apply_results},
-                "services": self.services(),
+                "services": services,
                 "flags": {"args": self.flags, "reasons": self.flag_reasons},
                 "versions": self.versions,
                 "plan_hash": self.plan_hash,
@@ -121,10 +139,10 @@ def _handler(board: StatusBoard, ready_url: str | None) -> type[BaseHTTPRequestH
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
-                self._send(200, {"ok": True, "phase": board.phase})
+                self._send(200, {"ok": True, "phase": board.current_phase()})
             elif path == "/readyz":
                 ready = bool(ready_url) and probe_http(ready_url or "", timeout=1.0)
-                self._send(200 if ready else 503, {"ready": ready, "phase": board.phase})
+                self._send(200 if ready else 503, {"ready": ready, "phase": board.current_phase()})
             elif path == "/status":
                 self._send(200, board.to_json())
             else:

@@ -398,7 +398,7 @@ def run_pod(
         if stop.event.is_set():
             raise _StopRequested
         supervisor = Supervisor(specs, layout.logs, echo=console)
-        board.set(services=supervisor.snapshot, phase="starting")
+        board.set(services=supervisor.snapshot, phase="starting", gate="comfyui")
         supervisor.start()
         board.mark("launched", began)
 

@@ -57,6 +57,24 @@ def test_endpoints_and_readiness() -> None:
         server.stop()
 
 
+def test_phase_follows_the_gate_service_in_the_same_snapshot() -> None:
+    # the supervisor flips readiness before the supervise loop sets the phase; /status must
+    # not show a ready ComfyUI under phase "starting" (or the reverse) in between
+    comfy = {"name": "comfyui", "state": "running", "ready": False}
+    board = StatusBoard()
+    board.set(services=lambda: [dict(comfy)], phase="starting", gate="comfyui")
+    assert board.to_json()["phase"] == "starting" and board.current_phase() == "starting"
+    comfy["ready"] = True
+    doc = board.to_json()
+    assert doc["phase"] == "ready" and doc["services"][0]["ready"]
+    assert board.current_phase() == "ready"
+    comfy.update(state="backoff", ready=False)  # crashed after ready: back to starting
+    assert board.to_json()["phase"] == "starting"
+    comfy.update(state="running", ready=True)
+    board.set(phase="stopping")  # the lifecycle outside running services is the board's own
+    assert board.to_json()["phase"] == "stopping" and board.current_phase() == "stopping"
+
+
 def test_status_never_shows_a_secret() -> None:
     register_secret("hf_leakyTOKEN123")
     try:
