@@ -3,17 +3,23 @@ requirements installed through the torch guard and ``install.py`` run like Comfy
 
 A node whose HEAD is at the recorded commit, with the same ref and unchanged, satisfied
 requirements, is unchanged: observing it reads files only and starts no git or pip process.
+
+A checkout Phoenix recorded that the manifest no longer names is a ``delete``; ``--prune``
+removes it (moved out of ``custom_nodes`` first, so ComfyUI never sees half a node) unless it
+changed since it was placed: then the folder stays and Phoenix forgets it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioner import gitops, proc, pyenv
 from provisioner.actions.base import ApplyContext, ObserveContext
 from provisioner.errors import InstallError, PhoenixError
+from provisioner.fsio import staging_dir
 from provisioner.guard import guarded_install
 from provisioner.manifest.desired import DesiredNode, DesiredState
 from provisioner.plan.change import Change, ItemResult
@@ -40,9 +46,10 @@ class NodeFacts:
 
 @dataclass(frozen=True)
 class ObservedNodes:
-    """Facts for every desired node, by name."""
+    """Facts for every desired node, by name, and for recorded nodes no longer desired."""
 
     nodes: dict[str, NodeFacts] = field(default_factory=dict)
+    dropped: dict[str, NodeFacts] = field(default_factory=dict)
 
 
 def requirements_sha256(node_dir: Path) -> str | None:
@@ -89,10 +96,26 @@ def observe_node(
     )
 
 
+def observe_dropped(name: str, root: Path, record: NodeRecord) -> NodeFacts:
+    """Where a recorded but no longer desired checkout stands (files only)."""
+    path = root / name
+    if not path.exists():
+        return NodeFacts(name, False, False, None, record, None)
+    return NodeFacts(
+        name, True, gitops.git_dir(path) is not None, gitops.read_head(path), record, None
+    )
+
+
 def observe(desired: DesiredState, ctx: ObserveContext) -> ObservedNodes:
     """Read-only facts: checkout HEADs (from files), requirements hashes, installed dists."""
+    wanted = {n.name for n in desired.nodes}
+    dropped = {
+        name: observe_dropped(name, ctx.layout.custom_nodes, record)
+        for name, record in sorted(ctx.state.nodes.items())
+        if name not in wanted
+    }
     if not desired.nodes:
-        return ObservedNodes()
+        return ObservedNodes(dropped=dropped)
     has_reqs = any(
         (ctx.layout.custom_nodes / n.name / "requirements.txt").is_file() for n in desired.nodes
     )
@@ -101,7 +124,8 @@ def observe(desired: DesiredState, ctx: ObserveContext) -> ObservedNodes:
         {
             n.name: observe_node(n, ctx.layout.custom_nodes, ctx.state.nodes.get(n.name), dists)
             for n in desired.nodes
-        }
+        },
+        dropped,
     )
 
 
@@ -140,8 +164,28 @@ def why_pending(node: DesiredNode, facts: NodeFacts) -> tuple[str, str] | None:
     return None
 
 
+def why_kept(facts: NodeFacts) -> str | None:
+    """Why a dropped checkout cannot simply be removed (pure; local edits are checked at apply)."""
+    assert facts.record is not None
+    if not facts.is_repo:
+        return "it is no longer a git checkout"
+    if facts.head != facts.record.commit:
+        head = facts.head[:12] if facts.head else "unknown"
+        return f"HEAD is {head}, Phoenix placed {facts.record.commit[:12]}"
+    return None
+
+
+def _removal(facts: NodeFacts) -> str:
+    if not facts.exists:
+        return "no longer desired; already gone from disk (--prune forgets it)"
+    kept = why_kept(facts)
+    if kept is not None:
+        return f"no longer desired; {kept}: --prune keeps the folder and forgets it"
+    return "no longer desired; would remove with --prune"
+
+
 def diff(desired: DesiredState, facts: ObservedNodes) -> list[Change]:
-    """One change per desired node (pure)."""
+    """One change per desired node, and a ``delete`` per recorded node no longer desired (pure)."""
     changes: list[Change] = []
     for node in desired.nodes:
         f = facts.nodes.get(node.name) or NodeFacts(node.name, False, False, None, None, None)
@@ -165,6 +209,20 @@ def diff(desired: DesiredState, facts: ObservedNodes) -> list[Change]:
                 source=_source(node),
                 item=node,
                 details=details,
+            )
+        )
+    for name, f in facts.dropped.items():
+        assert f.record is not None
+        changes.append(
+            Change(
+                kind=KIND,
+                action="delete",
+                id=f"node:{name}",
+                origin="state",
+                reason=_removal(f),
+                dest=f"custom_nodes/{name}",
+                source=f.record.url + (f"@{f.record.ref}" if f.record.ref else ""),
+                item=f.record,
             )
         )
     return changes
@@ -245,15 +303,58 @@ def _checkout_or_error(node: DesiredNode, ctx: ApplyContext) -> gitops.Checkout 
         return exc
 
 
+def remove_node(record: NodeRecord, ctx: ApplyContext) -> str:
+    """Remove a checkout Phoenix placed that is no longer desired, and forget it; a summary.
+
+    A folder that changed since it was placed (HEAD moved, not a checkout any more, or local
+    edits to tracked files, the last unless ``force``) stays. The checkout is renamed into the
+    staging folder before it is deleted, so ComfyUI never loads half a node. Packages its
+    requirements installed stay installed: other nodes may need them.
+    """
+    name = record.name
+    dest = ctx.layout.custom_nodes / name
+    if not dest.exists():
+        ctx.store.drop_node(name)
+        return f"custom_nodes/{name} was already gone; forgotten"
+    facts = observe_dropped(name, ctx.layout.custom_nodes, record)
+    kept = why_kept(facts)
+    if kept is None and not ctx.force and gitops.is_dirty(dest):
+        kept = "it has local modifications (--force removes it anyway)"
+    if kept is not None:
+        ctx.store.drop_node(name)
+        return f"kept custom_nodes/{name}: {kept}; Phoenix no longer manages it"
+    with staging_dir(ctx.layout.staging, f"prune-{name}-") as tmp:
+        os.replace(dest, tmp / name)  # same filesystem: one step out of ComfyUI's sight
+        ctx.store.drop_node(name)
+    return f"removed custom_nodes/{name} (packages its requirements installed stay)"
+
+
+def _prune(change: Change, ctx: ApplyContext) -> ItemResult:
+    record: NodeRecord = change.item
+    try:
+        message = remove_node(record, ctx)
+    except (PhoenixError, OSError) as exc:
+        text = exc.render() if isinstance(exc, PhoenixError) else f"cannot remove: {exc}"
+        ctx.log.error("%s: %s", change.id, text)
+        return ItemResult(change.id, KIND, False, text)
+    ctx.log.info("%s: %s", change.id, message)
+    return ItemResult(change.id, KIND, True, message)
+
+
 def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
     """Apply each pending node change; one node failing does not stop the others.
 
-    Clones and fetches run in parallel (``ctx.jobs``); installs then run one node at a time.
+    Removals (``--prune`` only) come first; clones and fetches run in parallel (``ctx.jobs``);
+    installs then run one node at a time.
     """
     todo: list[DesiredNode] = []
     results: list[ItemResult] = []
     for change in changes:
         if change.kind != KIND or not change.pending:
+            continue
+        if change.action == "delete":
+            if ctx.prune:
+                results.append(_prune(change, ctx))
             continue
         node: DesiredNode = change.item
         record = ctx.store.state.nodes.get(node.name)

@@ -75,6 +75,8 @@ def render_text(plan: Plan, *, color: bool = False, prune: bool = False) -> str:
         f"{counts['delete']} {removal}, {counts['unchanged']} unchanged; "
         f"download {download}; free on {plan.root}: {free}"
     )
-    if not plan.has_changes(prune):
+    if not plan.has_changes(prune) and counts["delete"]:
+        lines.append("Nothing to create or update; `apply --prune` would remove the `-` items.")
+    elif not plan.has_changes(prune):
         lines.append("No changes: the workspace matches the desired state.")
     return redact("\n".join(lines))

@@ -286,3 +286,95 @@ def test_requirements_with_installer_options_go_through_the_file(
     assert any("-r" in call and call[call.index("-r") + 1].endswith("requirements.txt")
                for call in calls)  # fmt: skip
     assert installed(sw_layout)["phx-gamma"] == "0.5"
+
+
+def _two_nodes(sw_repos: Path) -> tuple[NodeSpec, NodeSpec]:
+    kept = node_repo(sw_repos, "kept-node")
+    gone = node_repo(sw_repos, "gone-node", requirements="phx-beta\n")
+    return NodeSpec(url=kept.url, ref="main"), NodeSpec(url=gone.url, ref="main")
+
+
+def test_dropped_node_is_a_delete_removed_only_with_prune(
+    software_env: Path, sw_layout: Layout, sw_repos: Path
+) -> None:
+    kept, gone = _two_nodes(sw_repos)
+    assert all(r.ok for r in run_apply(desired_nodes(kept, gone), sw_layout))
+    desired = desired_nodes(kept)
+    changes = plan(desired, sw_layout)
+    assert [(c.action, c.id, c.origin, c.reason) for c in changes] == [
+        ("unchanged", "node:kept-node", changes[0].origin, changes[0].reason),
+        ("delete", "node:gone-node", "state", "no longer desired; would remove with --prune"),
+    ]
+    assert changes[1].dest == "custom_nodes/gone-node" and changes[1].source == gone.url + "@main"
+
+    assert nodes.apply(changes, apply_ctx(sw_layout)) == []  # without --prune: nothing
+    assert (sw_layout.custom_nodes / "gone-node").is_dir()
+
+    results = nodes.apply(changes, apply_ctx(sw_layout, prune=True))
+    assert [(r.id, r.ok) for r in results] == [("node:gone-node", True)]
+    assert "removed custom_nodes/gone-node" in results[0].message
+    assert not (sw_layout.custom_nodes / "gone-node").exists()
+    assert (sw_layout.custom_nodes / "kept-node" / "__init__.py").is_file()
+    assert set(load_state(sw_layout).nodes) == {"kept-node"}
+    assert installed(sw_layout)["phx-beta"] == "1.0"  # its requirements stay
+    assert not list(sw_layout.staging.glob("prune-*"))  # nothing left behind
+    assert [c.action for c in plan(desired, sw_layout)] == ["unchanged"]
+
+
+def test_pruning_keeps_a_changed_checkout_and_forgets_it(
+    software_env: Path, sw_layout: Layout, sw_repos: Path
+) -> None:
+    kept, gone = _two_nodes(sw_repos)
+    assert all(r.ok for r in run_apply(desired_nodes(kept, gone), sw_layout))
+    folder = sw_layout.custom_nodes / "gone-node"
+    (folder / "__init__.py").write_text("# my local hack\n")
+    desired = desired_nodes(kept)
+    change = plan(desired, sw_layout)[1]
+    assert change.action == "delete"  # local edits need git: seen at apply, not in the plan
+
+    result = nodes.apply([change], apply_ctx(sw_layout, prune=True))[0]
+    assert result.ok and "kept custom_nodes/gone-node: it has local modifications" in result.message
+    assert (folder / "__init__.py").read_text() == "# my local hack\n"
+    assert "gone-node" not in load_state(sw_layout).nodes
+    assert [c.action for c in plan(desired, sw_layout)] == ["unchanged"]  # forgotten
+
+
+def test_pruning_a_moved_head_keeps_it_and_force_removes_local_edits(
+    software_env: Path, sw_layout: Layout, sw_repos: Path
+) -> None:
+    kept, gone = _two_nodes(sw_repos)
+    third = node_repo(sw_repos, "edited-node")
+    edited = NodeSpec(url=third.url, ref="main")
+    assert all(r.ok for r in run_apply(desired_nodes(kept, gone, edited), sw_layout))
+    Repo(sw_layout.custom_nodes / "gone-node").commit({"x.py": "X = 1\n"}, "my own commit")
+    (sw_layout.custom_nodes / "edited-node" / "__init__.py").write_text("# hack\n")
+    changes = plan(desired_nodes(kept), sw_layout)
+    moved = next(c for c in changes if c.id == "node:gone-node")
+    assert "Phoenix placed" in moved.reason and "keeps the folder" in moved.reason
+
+    results = {r.id: r for r in nodes.apply(changes, apply_ctx(sw_layout, force=True, prune=True))}
+    assert "kept custom_nodes/gone-node: HEAD is" in results["node:gone-node"].message
+    assert (sw_layout.custom_nodes / "gone-node" / "x.py").is_file()  # not even --force
+    assert "removed" in results["node:edited-node"].message
+    assert not (sw_layout.custom_nodes / "edited-node").exists()
+    assert set(load_state(sw_layout).nodes) == {"kept-node"}
+
+
+def test_pruning_a_node_already_gone_forgets_it(
+    software_env: Path, sw_layout: Layout, sw_repos: Path
+) -> None:
+    import shutil
+
+    kept, gone = _two_nodes(sw_repos)
+    assert all(r.ok for r in run_apply(desired_nodes(kept, gone), sw_layout))
+    shutil.rmtree(sw_layout.custom_nodes / "gone-node")
+    changes = plan(desired_nodes(), sw_layout)
+    assert [(c.id, c.action) for c in changes] == [
+        ("node:gone-node", "delete"),
+        ("node:kept-node", "delete"),
+    ]
+    assert "already gone" in changes[0].reason
+    results = nodes.apply(changes, apply_ctx(sw_layout, prune=True))
+    assert [r.ok for r in results] == [True, True] and "already gone" in results[0].message
+    assert load_state(sw_layout).nodes == {}
+    assert not sw_layout.custom_nodes.joinpath("kept-node").exists()

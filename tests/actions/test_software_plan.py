@@ -91,6 +91,37 @@ def test_env_vars_to_plan_to_apply_to_empty_plan(
     assert versions_now["phx-gamma"] == "0.5" and versions_now["torch"] == "2.13.0"
 
 
+def test_node_dropped_from_the_env_is_removed_by_apply_prune(
+    software_env: Path, sw_layout: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioner.apply import apply_all as apply_desired
+    from provisioner.manifest.desired import Secrets
+
+    monkeypatch.setattr(kinds, "KIND_MODULES", ("provisioner.actions.nodes",))
+
+    node = node_repo(tmp_path / "repos", "ComfyUI-Dropped")
+    desired, _ = load_desired(None, env_for(f"{node.url}@main", "", tmp_path))
+    assert apply_desired(desired, sw_layout, versions(), Secrets()).ok
+    folder = sw_layout.custom_nodes / "ComfyUI-Dropped"
+    assert folder.is_dir()
+
+    fewer, _ = load_desired(None, env_for("", "", tmp_path))
+    plan = plan_build.build_plan(fewer, sw_layout, versions())
+    assert not plan.has_changes() and plan.has_changes(prune=True)
+    text = render_text(plan)
+    line = next(ln for ln in text.splitlines() if "node:ComfyUI-Dropped" in ln)
+    assert line.split()[:3] == ["-", "node", "custom_nodes/ComfyUI-Dropped"], line
+    assert "1 would be removed with --prune" in text and "No changes" not in text
+    assert "`apply --prune` would remove the `-` items" in text
+    assert apply_desired(fewer, sw_layout, versions(), Secrets()).ok
+    assert folder.is_dir()  # not without --prune
+
+    report = apply_desired(fewer, sw_layout, versions(), Secrets(), prune=True)
+    assert report.ok and report.remaining == [], report
+    assert not folder.exists()
+    assert not plan_build.build_plan(fewer, sw_layout, versions()).has_changes(prune=True)
+
+
 def test_invalid_package_spec_fails_at_plan_time(
     software_kinds: None, software_env: Path, tmp_path: Path
 ) -> None:

@@ -39,8 +39,10 @@ def observe_ctx(layout: Layout, vers: Versions | None = None) -> ObserveContext:
     return ObserveContext(layout, load_state(layout), vers or versions())
 
 
-def apply_ctx(layout: Layout, vers: Versions | None = None, force: bool = False) -> ApplyContext:
+def apply_ctx(
+    layout: Layout, vers: Versions | None = None, force: bool = False, prune: bool = False
+) -> ApplyContext:
     return ApplyContext(
-        layout, StateStore(layout), vers or versions(), force=force,
+        layout, StateStore(layout), vers or versions(), force=force, prune=prune,
         log=logging.getLogger("phoenix.test"),
     )  # fmt: skip
