@@ -10,7 +10,7 @@ one by one, and list fields default to ``[]`` (pydantic copies it per instance) 
 """
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -28,29 +28,6 @@ def _whole_number(value: object) -> object:
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 #: ComfyUI's model folders (``folder_paths.py``), the only valid ``type`` values.
-MODEL_FOLDERS = (
-    "checkpoints",
-    "loras",
-    "vae",
-    "text_encoders",
-    "clip",
-    "diffusion_models",
-    "unet",
-    "clip_vision",
-    "style_models",
-    "embeddings",
-    "diffusers",
-    "vae_approx",
-    "controlnet",
-    "gligen",
-    "upscale_models",
-    "hypernetworks",
-    "photomaker",
-    "classifiers",
-    "model_patches",
-    "audio_encoders",
-    "latent_upscale_models",
-)
 ModelFolder = Literal[
     "checkpoints",
     "loras",
@@ -74,6 +51,7 @@ ModelFolder = Literal[
     "audio_encoders",
     "latent_upscale_models",
 ]
+MODEL_FOLDERS: tuple[str, ...] = get_args(ModelFolder)
 
 HF_REPO_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$"
 SUBDIR_RE = r"^(?!/)(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9_. /-]+$"

@@ -6,13 +6,16 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from provisioner.errors import DiskSpaceError, DownloadError, IntegrityError, NotFoundError
 from provisioner.sources.download import (
+    DownloadResult,
     DownloadTask,
     check_free_space,
     download,
@@ -24,6 +27,8 @@ from provisioner.sources.progress import LogProgress
 from tests.sources.loopback import Drop, LoopbackHub, Served, Status
 
 MiB = 1024 * 1024
+#: the ``get`` fixture: ``download(url, dest, sha256, **options)`` with staging and session bound
+Get = Callable[..., DownloadResult]
 
 
 def blob(size: int, seed: int = 0) -> bytes:
@@ -44,21 +49,26 @@ def leftovers(staging: Path) -> list[str]:
     return sorted(p.name for p in staging.iterdir())
 
 
+@pytest.fixture
+def get(session: requests.Session, staging: Path) -> Get:
+    """``download`` into this test's staging folder with its session: (url, dest, sha256, ...)."""
+
+    def run(url: str, dest: Path, expected_sha256: str | None, **options: Any) -> DownloadResult:
+        return download(
+            url, dest, staging=staging, expected_sha256=expected_sha256, session=session, **options
+        )
+
+    return run
+
+
 def test_download_places_verified_file_and_cleans_staging(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+    hub: LoopbackHub, root: Path, staging: Path, get: Get
 ) -> None:
     data = blob(3 * MiB + 17)
     url = hub.serve("a.safetensors", Served(data=data))
     dest = root / "models" / "loras" / "sub" / "a.safetensors"
 
-    result = download(
-        url,
-        dest,
-        staging=staging,
-        expected_sha256=sha(data).upper(),
-        session=session,
-        label="civitai:1@2",
-    )
+    result = get(url, dest, sha(data).upper(), label="civitai:1@2")
 
     assert dest.read_bytes() == data
     assert (result.path, result.sha256, result.size) == (dest, sha(data), len(data))
@@ -68,21 +78,14 @@ def test_download_places_verified_file_and_cleans_staging(
 
 
 def test_hash_mismatch_raises_names_both_hashes_and_places_nothing(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+    hub: LoopbackHub, root: Path, staging: Path, get: Get
 ) -> None:
     good, bad = blob(MiB, 1), blob(MiB, 2)
     url = hub.serve("m.safetensors", Served(data=bad))
     dest = root / "models" / "checkpoints" / "m.safetensors"
 
     with pytest.raises(IntegrityError) as info:
-        download(
-            url,
-            dest,
-            staging=staging,
-            expected_sha256=sha(good),
-            session=session,
-            label="civitai:7@8",
-        )
+        get(url, dest, sha(good), label="civitai:7@8")
 
     text = info.value.render()
     assert "civitai:7@8" in text and sha(good) in text and sha(bad) in text
@@ -92,22 +95,14 @@ def test_hash_mismatch_raises_names_both_hashes_and_places_nothing(
 
 def test_drop_at_half_is_resumed_in_the_same_call(
     hub: LoopbackHub,
-    session: requests.Session,
     root: Path,
-    staging: Path,
     quick_retry: RetryPolicy,
+    get: Get,
 ) -> None:
     data = blob(2 * MiB)
     url = hub.serve("f.bin", Served(data=data, faults=[Drop(0.5)]))
 
-    result = download(
-        url,
-        root / "f.bin",
-        staging=staging,
-        expected_sha256=sha(data),
-        session=session,
-        retry=quick_retry,
-    )
+    result = get(url, root / "f.bin", sha(data), retry=quick_retry)
 
     first, second = hub.requests_to("/files/")
     assert first.body_bytes == MiB and "Range" not in first.headers
@@ -117,7 +112,7 @@ def test_drop_at_half_is_resumed_in_the_same_call(
 
 
 def test_rerun_after_interruption_transfers_only_the_rest(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+    hub: LoopbackHub, root: Path, staging: Path, get: Get
 ) -> None:
     data = blob(4 * MiB)
     url = hub.serve("f.bin", Served(data=data, faults=[Drop(0.5)]))
@@ -125,37 +120,28 @@ def test_rerun_after_interruption_transfers_only_the_rest(
     once = RetryPolicy(attempts=1)
 
     with pytest.raises(DownloadError, match=r"failed after 1 attempts: connection lost") as info:
-        download(url, dest, staging=staging, expected_sha256=sha(data), session=session, retry=once)
+        get(url, dest, sha(data), retry=once)
     assert "run again to resume" in info.value.render()
     assert not dest.exists()
     assert (staging / staging_name(url, sha(data))).stat().st_size == 2 * MiB
     hub.reset()
 
-    result = download(url, dest, staging=staging, expected_sha256=sha(data), session=session)
+    result = get(url, dest, sha(data))
 
     assert hub.bytes_sent() == 2 * MiB  # counted at the server: only the missing half
     assert result.bytes_transferred == 2 * MiB and dest.read_bytes() == data
     assert leftovers(staging) == []
 
 
-def test_server_ignoring_range_restarts_from_zero(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
-) -> None:
+def test_server_ignoring_range_restarts_from_zero(hub: LoopbackHub, root: Path, get: Get) -> None:
     data = blob(2 * MiB, 3)
     url = hub.serve("n.bin", Served(data=data, ranges=False, faults=[Drop(0.5)]))
     dest = root / "n.bin"
     with pytest.raises(DownloadError):
-        download(
-            url,
-            dest,
-            staging=staging,
-            expected_sha256=sha(data),
-            session=session,
-            retry=RetryPolicy(attempts=1),
-        )
+        get(url, dest, sha(data), retry=RetryPolicy(attempts=1))
     hub.reset()
 
-    result = download(url, dest, staging=staging, expected_sha256=sha(data), session=session)
+    result = get(url, dest, sha(data))
 
     (again,) = hub.requests_to("/files/")
     assert again.headers["Range"] == f"bytes={MiB}-" and again.status == 200
@@ -164,53 +150,42 @@ def test_server_ignoring_range_restarts_from_zero(
 
 
 def test_changed_file_behind_the_same_url_restarts_via_if_range(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+    hub: LoopbackHub, root: Path, get: Get
 ) -> None:
     old, new = blob(2 * MiB, 4), blob(2 * MiB, 5)
     served = Served(data=old, faults=[Drop(0.5)])
     url = hub.serve("c.bin", served)
     with pytest.raises(DownloadError):
-        download(
-            url,
-            root / "c.bin",
-            staging=staging,
-            expected_sha256=None,
-            session=session,
-            retry=RetryPolicy(attempts=1),
-        )
+        get(url, root / "c.bin", None, retry=RetryPolicy(attempts=1))
     hub.serve("c.bin", Served(data=new))  # new bytes, new ETag
 
-    result = download(url, root / "c.bin", staging=staging, expected_sha256=None, session=session)
+    result = get(url, root / "c.bin", None)
 
     assert result.sha256 == sha(new) and (root / "c.bin").read_bytes() == new
     assert hub.requests_to("/files/")[-1].status == 200
 
 
 def test_bad_prefix_in_staging_is_redone_once_from_zero(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+    hub: LoopbackHub, root: Path, staging: Path, get: Get
 ) -> None:
     data = blob(MiB, 6)
     url = hub.serve("p.bin", Served(data=data))
     part = staging / staging_name(url, sha(data))
     part.write_bytes(b"\0" * 1000)  # garbage a crash (or another tool) left behind
 
-    result = download(
-        url, root / "p.bin", staging=staging, expected_sha256=sha(data), session=session
-    )
+    result = get(url, root / "p.bin", sha(data))
 
     assert result.sha256 == sha(data) and (root / "p.bin").read_bytes() == data
 
 
 def test_complete_part_is_verified_without_refetching_the_body(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+    hub: LoopbackHub, root: Path, staging: Path, get: Get
 ) -> None:
     data = blob(MiB, 7)
     url = hub.serve("done.bin", Served(data=data))
     (staging / staging_name(url, sha(data))).write_bytes(data)
 
-    result = download(
-        url, root / "done.bin", staging=staging, expected_sha256=sha(data), session=session
-    )
+    result = get(url, root / "done.bin", sha(data))
 
     assert [r.status for r in hub.requests_to("/files/")] == [416]
     assert result.bytes_transferred == 0 and (root / "done.bin").read_bytes() == data
@@ -218,22 +193,14 @@ def test_complete_part_is_verified_without_refetching_the_body(
 
 def test_500_then_200_succeeds(
     hub: LoopbackHub,
-    session: requests.Session,
     root: Path,
-    staging: Path,
     quick_retry: RetryPolicy,
+    get: Get,
 ) -> None:
     data = blob(64 * 1024)
     url = hub.serve("r.bin", Served(data=data, faults=[Status(500), Status(503)]))
 
-    result = download(
-        url,
-        root / "r.bin",
-        staging=staging,
-        expected_sha256=sha(data),
-        session=session,
-        retry=quick_retry,
-    )
+    result = get(url, root / "r.bin", sha(data), retry=quick_retry)
 
     assert [r.status for r in hub.requests_to("/files/")] == [500, 503, 200]
     assert result.sha256 == sha(data)
@@ -241,75 +208,50 @@ def test_500_then_200_succeeds(
 
 def test_429_retry_after_is_honoured(
     hub: LoopbackHub,
-    session: requests.Session,
     root: Path,
-    staging: Path,
     quick_retry: RetryPolicy,
+    get: Get,
 ) -> None:
     data = blob(64 * 1024)
     url = hub.serve("t.bin", Served(data=data, faults=[Status(429, {"Retry-After": "1"})]))
 
     began = time.monotonic()
-    download(
-        url,
-        root / "t.bin",
-        staging=staging,
-        expected_sha256=sha(data),
-        session=session,
-        retry=quick_retry,
-    )
+    get(url, root / "t.bin", sha(data), retry=quick_retry)
     waited = time.monotonic() - began
 
     assert waited >= 1.0
     assert [r.status for r in hub.requests_to("/files/")] == [429, 200]
 
 
-def test_retry_after_is_capped(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
-) -> None:
+def test_retry_after_is_capped(hub: LoopbackHub, root: Path, get: Get) -> None:
     data = blob(1024)
     url = hub.serve("t.bin", Served(data=data, faults=[Status(429, {"Retry-After": "3600"})]))
     waits: list[float] = []
 
-    download(
-        url,
-        root / "t.bin",
-        staging=staging,
-        expected_sha256=sha(data),
-        session=session,
-        retry=RetryPolicy(retry_after_max=0.25),
-        sleep=waits.append,
-    )
+    get(url, root / "t.bin", sha(data), retry=RetryPolicy(retry_after_max=0.25), sleep=waits.append)
 
     assert waits == [0.25]
 
 
 def test_retries_exhausted_keeps_the_part_for_a_resume(
     hub: LoopbackHub,
-    session: requests.Session,
     root: Path,
     staging: Path,
     quick_retry: RetryPolicy,
+    get: Get,
 ) -> None:
     data = blob(MiB)
     url = hub.serve("x.bin", Served(data=data, faults=[Drop(0.25)] + [Status(502)] * 10))
 
     with pytest.raises(DownloadError, match="after 4 attempts: HTTP 502"):
-        download(
-            url,
-            root / "x.bin",
-            staging=staging,
-            expected_sha256=sha(data),
-            session=session,
-            retry=quick_retry,
-        )
+        get(url, root / "x.bin", sha(data), retry=quick_retry)
 
     assert (staging / staging_name(url, sha(data))).stat().st_size == MiB // 4
     assert not (root / "x.bin").exists()
 
 
 def test_connection_refused_is_retried_then_reported(
-    session: requests.Session, root: Path, staging: Path, quick_retry: RetryPolicy
+    root: Path, quick_retry: RetryPolicy, get: Get
 ) -> None:
     import socket
 
@@ -317,46 +259,25 @@ def test_connection_refused_is_retried_then_reported(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(DownloadError, match="connection failed"):
-        download(
-            f"http://127.0.0.1:{port}/x",
-            root / "x",
-            staging=staging,
-            expected_sha256=None,
-            session=session,
-            retry=quick_retry,
-        )
+        get(f"http://127.0.0.1:{port}/x", root / "x", None, retry=quick_retry)
 
 
 def test_404_is_not_found_without_retries(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+    hub: LoopbackHub, root: Path, staging: Path, get: Get
 ) -> None:
     with pytest.raises(NotFoundError, match="HTTP 404"):
-        download(
-            f"{hub.cdn_base}/files/missing",
-            root / "m",
-            staging=staging,
-            expected_sha256=None,
-            session=session,
-        )
+        get(f"{hub.cdn_base}/files/missing", root / "m", None)
     assert len(hub.requests_to("/files/")) == 1
     assert leftovers(staging) == []  # no empty .part left behind: there is nothing to resume
 
 
 def test_disk_preflight_refuses_before_any_request(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+    hub: LoopbackHub, root: Path, staging: Path, get: Get
 ) -> None:
     url = hub.serve("big.bin", Served(data=b"x"))
 
     with pytest.raises(DiskSpaceError) as info:
-        download(
-            url,
-            root / "big.bin",
-            staging=staging,
-            expected_sha256="0" * 64,
-            session=session,
-            expected_size=1 << 60,
-            label="civitai:9",
-        )
+        get(url, root / "big.bin", "0" * 64, expected_size=1 << 60, label="civitai:9")
 
     assert "civitai:9" in info.value.message and "free" in info.value.message
     assert hub.requests_to("/") == []
@@ -370,7 +291,7 @@ def test_check_free_space_measures_the_nearest_existing_folder(tmp_path: Path) -
 
 
 def test_token_goes_to_the_api_host_only_not_to_the_cdn_redirect(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+    hub: LoopbackHub, session: requests.Session, root: Path, get: Get
 ) -> None:
     data = blob(256 * 1024)
     hub.add_model(
@@ -382,13 +303,7 @@ def test_token_goes_to_the_api_host_only_not_to_the_cdn_redirect(
     hub.required_token = "tok-SECRET-123"
     attach_bearer(session, "tok-SECRET-123", hub.api_base)
 
-    download(
-        f"{hub.api_base}/api/download/models/50",
-        root / "m.safetensors",
-        staging=staging,
-        expected_sha256=sha(data),
-        session=session,
-    )
+    get(f"{hub.api_base}/api/download/models/50", root / "m.safetensors", sha(data))
 
     (api,) = hub.requests_to("/api/download/", server="api")
     (cdn,) = hub.requests_to("/files/", server="cdn")
@@ -405,16 +320,14 @@ def test_different_files_never_share_a_staging_name() -> None:
 
 
 def test_concurrent_downloads_of_one_file_are_serialised(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+    hub: LoopbackHub, root: Path, staging: Path, get: Get
 ) -> None:
     data = blob(2 * MiB, 8)
     url = hub.serve("s.bin", Served(data=data, rate=8 * MiB))
     results = []
 
     def run(name: str) -> None:
-        results.append(
-            download(url, root / name, staging=staging, expected_sha256=sha(data), session=session)
-        )
+        results.append(get(url, root / name, sha(data)))
 
     threads = [threading.Thread(target=run, args=(n,)) for n in ("one.bin", "two.bin")]
     for t in threads:
@@ -463,20 +376,16 @@ def test_download_all_runs_in_parallel_and_reports_each_outcome(
     assert hub.peak_in_flight >= 2
 
 
-def test_log_progress_reports_percent_rate_and_eta(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
-) -> None:
+def test_log_progress_reports_percent_rate_and_eta(hub: LoopbackHub, root: Path, get: Get) -> None:
     data = blob(3_000_000, 9)
     url = hub.serve("p.bin", Served(data=data))
     lines: list[str] = []
     ticks = iter(range(1000))
 
-    download(
+    get(
         url,
         root / "p.bin",
-        staging=staging,
-        expected_sha256=sha(data),
-        session=session,
+        sha(data),
         progress=LogProgress(1.0, clock=lambda: float(next(ticks)), emit=lines.append),
         label="lora:p",
         expected_size=len(data),
@@ -510,27 +419,19 @@ def test_staging_on_another_filesystem_still_places_atomically(
 
 
 def test_unwritable_destination_is_a_download_error_not_a_traceback(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
+    hub: LoopbackHub, root: Path, get: Get
 ) -> None:
     data = blob(1024)
     url = hub.serve("w.bin", Served(data=data))
     (root / "models" / "loras").write_text("a file where a folder should be")
 
     with pytest.raises(DownloadError, match=r"cannot write w\.bin") as info:
-        download(
-            url,
-            root / "models" / "loras" / "w.bin",
-            staging=staging,
-            expected_sha256=sha(data),
-            session=session,
-        )
+        get(url, root / "models" / "loras" / "w.bin", sha(data))
     assert "writable" in info.value.render()
 
 
-def test_redirect_loop_is_a_download_error(
-    hub: LoopbackHub, session: requests.Session, root: Path, staging: Path
-) -> None:
+def test_redirect_loop_is_a_download_error(hub: LoopbackHub, root: Path, get: Get) -> None:
     loop = f"{hub.cdn_base}/files/loop"
     hub.serve("loop", Served(data=b"", faults=[Status(302, {"Location": loop})] * 40))
     with pytest.raises(DownloadError, match="cannot download loop: TooManyRedirects"):
-        download(loop, root / "loop", staging=staging, expected_sha256=None, session=session)
+        get(loop, root / "loop", None)
