@@ -6,12 +6,13 @@ import hashlib
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from provisioner.actions.base import ApplyContext
 from provisioner.actions.model_apply import FileJob, _Runner, check_own_destinations
-from provisioner.apply import apply_all
+from provisioner.apply import ApplyReport, apply_all
 from provisioner.config import load_versions
 from provisioner.errors import DiskSpaceError, SourceError
 from provisioner.layout import Layout
@@ -24,6 +25,15 @@ from tests.sources.loopback import LoopbackHub, Served
 FLUX = "black-forest-labs/FLUX.1-dev"
 ENC = "comfyanonymous/flux_text_encoders"
 CLIP_ONLY = "models:\n  - hf: comfyanonymous/flux_text_encoders\n    files: [clip_l.safetensors]\n"
+
+
+def apply_text(
+    tmp_path: Path, manifest: str, env: dict[str, str] | None = None, **options: Any
+) -> tuple[ApplyReport, Layout]:
+    """Load ``manifest`` through the real merge and apply it to ``tmp_path/root``."""
+    desired, secrets, _ = desired_from(tmp_path, manifest, env)
+    layout = Layout(tmp_path / "root")
+    return apply_all(desired, layout, load_versions(), secrets, **options), layout
 
 
 def sha(path: Path) -> str:
@@ -71,11 +81,9 @@ def test_flux_set_is_placed_verified_and_a_rerun_is_silent(
 def test_glob_entry_routes_by_safetensors_header(
     flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
 ) -> None:
-    desired, secrets, _ = desired_from(
+    report, layout = apply_text(
         tmp_path, "models:\n  - hf: acme/mystery\n    files: ['*.safetensors']\n"
     )
-    layout = Layout(tmp_path / "root")
-    report = apply_all(desired, layout, load_versions(), secrets)
     assert report.ok, report.failed
     placed = layout.root / "models/loras/mystery.safetensors"
     assert sha(placed) == flux_hub.sha("acme/mystery", "mystery.safetensors")
@@ -90,9 +98,7 @@ def test_gated_repo_fails_alone_and_the_others_continue(
         "  - hf: gated-org/gated-model\n    files: [model.safetensors]\n"
         "  - hf: comfyanonymous/flux_text_encoders\n    files: [clip_l.safetensors]\n"
     )
-    desired, secrets, _ = desired_from(tmp_path, manifest)
-    layout = Layout(tmp_path / "root")
-    report = apply_all(desired, layout, load_versions(), secrets)
+    report, layout = apply_text(tmp_path, manifest)
     failed = {r.id: r.message for r in report.failed}
     assert list(failed) == ["hf:gated-org/gated-model/model.safetensors"]
     assert "https://huggingface.co/gated-org/gated-model" in failed[next(iter(failed))]
@@ -117,9 +123,7 @@ def test_same_bytes_under_another_name_are_hard_linked(
         "  - hf: black-forest-labs/FLUX.1-dev\n    files: [ae.safetensors]\n    type: vae\n"
         "  - hf: acme/twins\n    files: [ae_copy.safetensors]\n    type: vae\n"
     )
-    desired, secrets, _ = desired_from(tmp_path, manifest)
-    layout = Layout(tmp_path / "root")
-    report = apply_all(desired, layout, load_versions(), secrets, jobs=4)
+    report, layout = apply_text(tmp_path, manifest, jobs=4)
     assert report.ok, report.failed
     a = layout.root / "models/vae/ae.safetensors"
     b = layout.root / "models/vae/ae_copy.safetensors"
@@ -158,9 +162,8 @@ def test_prune_removes_what_is_no_longer_desired(
         "models:\n  - hf: comfyanonymous/flux_text_encoders\n"
         "    files: [clip_l.safetensors, t5xxl_fp8_e4m3fn.safetensors]\n"
     )
-    desired, secrets, _ = desired_from(tmp_path, both)
-    layout = Layout(tmp_path / "root")
-    assert apply_all(desired, layout, load_versions(), secrets).ok
+    report, layout = apply_text(tmp_path, both)
+    assert report.ok
     desired, secrets, _ = desired_from(tmp_path, CLIP_ONLY)
     kept = apply_all(desired, layout, load_versions(), secrets)
     assert kept.results == []
@@ -181,14 +184,14 @@ def test_civitai_lora_is_verified_and_token_stays_on_the_api_host(
     data = safetensors_bytes(LORA_KEYS)
     civitai.required_token = "civitai_secret_token_value"
     civitai.add_model(
-        618692, name="Style", type="LORA",
+        618692,
+        name="Style",
+        type="LORA",
         versions=[{"id": 691639, "files": [{"name": "style.safetensors", "data": data}]}],
     )
-    desired, secrets, _ = desired_from(
+    report, layout = apply_text(
         tmp_path, "models:\n  - civitai: 618692\n", {"CIVITAI_TOKEN": "civitai_secret_token_value"}
     )
-    layout = Layout(tmp_path / "root")
-    report = apply_all(desired, layout, load_versions(), secrets)
     assert report.ok, report.failed
     placed = layout.root / "models/loras/style.safetensors"
     assert placed.read_bytes() == data
@@ -206,13 +209,17 @@ def test_civitai_bytes_not_matching_the_api_hash_place_nothing(
 ) -> None:
     data = safetensors_bytes(LORA_KEYS)
     civitai.add_model(
-        7, name="Bad", type="LORA",
-        versions=[{"id": 70, "files": [{"name": "bad.safetensors", "data": data,
-                                         "served": data[:-1] + b"!"}]}],
+        7,
+        name="Bad",
+        type="LORA",
+        versions=[
+            {
+                "id": 70,
+                "files": [{"name": "bad.safetensors", "data": data, "served": data[:-1] + b"!"}],
+            }
+        ],
     )
-    desired, secrets, _ = desired_from(tmp_path, "models:\n  - civitai: 7\n")
-    layout = Layout(tmp_path / "root")
-    report = apply_all(desired, layout, load_versions(), secrets)
+    report, layout = apply_text(tmp_path, "models:\n  - civitai: 7\n")
     [failure] = report.failed
     assert "SHA256 mismatch" in failure.message
     assert hashlib.sha256(data).hexdigest() in failure.message
@@ -226,11 +233,7 @@ def test_url_model_without_type_is_routed_by_its_header(
     data = safetensors_bytes({"decoder.conv_in.weight": 100, "encoder.conv_in.weight": 100})
     url = civitai.serve("my-autoencoder.safetensors", Served(data=data))
     digest = hashlib.sha256(data).hexdigest()
-    desired, secrets, _ = desired_from(
-        tmp_path, f"models:\n  - url: {url}\n    sha256: {digest}\n"
-    )
-    layout = Layout(tmp_path / "root")
-    report = apply_all(desired, layout, load_versions(), secrets)
+    report, layout = apply_text(tmp_path, f"models:\n  - url: {url}\n    sha256: {digest}\n")
     assert report.ok, report.failed
     assert (layout.root / "models/vae/my-autoencoder.safetensors").read_bytes() == data
     assert report.remaining == []
@@ -238,9 +241,15 @@ def test_url_model_without_type_is_routed_by_its_header(
 
 def test_disk_too_small_is_refused_before_any_byte(civitai: LoopbackHub, tmp_path: Path) -> None:
     civitai.add_model(
-        9, name="Huge", type="Checkpoint",
-        versions=[{"id": 90, "files": [{"name": "huge.safetensors", "sha256": "ab" * 32,
-                                         "size": 1 << 60}]}],
+        9,
+        name="Huge",
+        type="Checkpoint",
+        versions=[
+            {
+                "id": 90,
+                "files": [{"name": "huge.safetensors", "sha256": "ab" * 32, "size": 1 << 60}],
+            }
+        ],
     )
     desired, secrets, _ = desired_from(tmp_path, "models:\n  - civitai: 9\n")
     with pytest.raises(DiskSpaceError, match="not enough free space"):
@@ -257,9 +266,7 @@ def test_two_files_for_one_destination_conflict(
         "  - hf: acme/evolving\n    revision: v1.0\n    files: [weights.safetensors]\n"
         "  - hf: acme/evolving\n    files: ['weights*']\n    type: diffusion_models\n"
     )
-    desired, secrets, _ = desired_from(tmp_path, manifest)
-    layout = Layout(tmp_path / "root")
-    report = apply_all(desired, layout, load_versions(), secrets, jobs=1)
+    report, _ = apply_text(tmp_path, manifest, jobs=1)
     assert len([r for r in report.results if r.kind == "model"]) == 2
     [failure] = report.failed
     assert "with different content" in failure.message and "subdir" in failure.message
@@ -308,7 +315,9 @@ def test_placed_models_are_private_under_umask_077(
     """Issue 5: with the pod's umask 077 every placed model file is 0600 (none is widened)."""
     lora = safetensors_bytes(LORA_KEYS, {"n": "umask"})
     civitai.add_model(
-        31, name="Private", type="LORA",
+        31,
+        name="Private",
+        type="LORA",
         versions=[{"id": 310, "files": [{"name": "private.safetensors", "data": lora}]}],
     )
     vae = safetensors_bytes({"decoder.conv_in.weight": 300, "encoder.conv_in.weight": 300})
@@ -376,11 +385,9 @@ def test_same_name_in_two_repo_folders_fails_the_model_and_places_nothing(
         "b/x.safetensors": safetensors_bytes(LORA_KEYS, {"which": "b"}),
     }
     flux_hub.hub.repo("acme/nested-dupes").commit_files(nested, "same name, two folders")
-    desired, secrets, _ = desired_from(
+    report, layout = apply_text(
         tmp_path, "models:\n  - hf: acme/nested-dupes\n    files: ['**/*.safetensors']\n"
     )
-    layout = Layout(tmp_path / "root")
-    report = apply_all(desired, layout, load_versions(), secrets)
     [failure] = report.failed
     assert "a/x.safetensors" in failure.message and "b/x.safetensors" in failure.message
     assert not (layout.root / "models").exists() or not any(
@@ -396,11 +403,9 @@ def test_same_bytes_in_two_repo_folders_share_one_destination(
     data = safetensors_bytes(LORA_KEYS, {"which": "both"})
     twins = {"a/x.safetensors": data, "b/x.safetensors": data}
     flux_hub.hub.repo("acme/nested-twins").commit_files(twins, "same bytes, two folders")
-    desired, secrets, _ = desired_from(
+    report, layout = apply_text(
         tmp_path, "models:\n  - hf: acme/nested-twins\n    files: ['**/*.safetensors']\n"
     )
-    layout = Layout(tmp_path / "root")
-    report = apply_all(desired, layout, load_versions(), secrets)
     assert report.ok, report.failed
     assert (layout.root / "models/loras/x.safetensors").read_bytes() == data
     [record] = load_state(layout).models.values()
