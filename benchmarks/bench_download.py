@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import emit  # noqa: E402
 from provisioner.sources.download import download  # noqa: E402
 from provisioner.sources.http import make_session  # noqa: E402
 from tests.sources.loopback import LoopbackHub, Served  # noqa: E402
@@ -172,11 +173,7 @@ def main() -> int:
         f"Phoenix = {100 * (mb / t_phoenix) / limit:.0f}% of the limit (target ≥ 80%); "
         f"Phoenix vs curl+sha256sum: {t_curl_sha / t_phoenix:.2f}× faster (target > 1).",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "a", encoding="utf-8") as fh:
-            fh.write(text + "\n\n")
+    emit(lines, args.markdown)
     return 0
 
 

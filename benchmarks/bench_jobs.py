@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import emit  # noqa: E402
 from provisioner.sources.download import DownloadTask, download_all  # noqa: E402
 from provisioner.sources.http import make_session  # noqa: E402
 from tests.sources.loopback import LoopbackHub, Served  # noqa: E402
@@ -78,11 +79,7 @@ def main() -> int:
         "",
         f"jobs=4 takes {100 * timings[4] / serial:.0f}% of jobs=1 (target ≤ 30%).",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "a", encoding="utf-8") as fh:
-            fh.write(text + "\n\n")
+    emit(lines, args.markdown)
     return 0
 
 
