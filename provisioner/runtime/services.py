@@ -257,6 +257,7 @@ class Supervisor:
     def poll(self) -> None:
         """One supervision step: notice exits, restart when due, probe readiness, reap."""
         now = self.clock()
+        due: list[tuple[ServiceState, subprocess.Popen[bytes], str]] = []
         with self._lock:
             if self._stopping:
                 return
@@ -268,14 +269,18 @@ class Supervisor:
                         self._after_exit(svc, now)
                     elif svc.spec.probe_url and not svc.ready and now - svc.last_probe >= 0.25:
                         svc.last_probe = now
-                        svc.ready = self.probe(svc.spec.probe_url)
-                        if svc.ready:
-                            log.info("service %s: ready", svc.spec.name)
+                        due.append((svc, svc.proc, svc.spec.probe_url))
                 elif svc.state == "backoff" and now >= svc.next_start:
                     self._spawn(svc)
             if now - self._last_reap >= 1.0:
                 self._last_reap = now
                 reap_orphans({s.proc.pid for s in self.services if s.proc is not None})
+        for svc, proc, url in due:  # outside the lock: /status and /healthz never wait on a probe
+            ready = self.probe(url)
+            with self._lock:
+                if ready and svc.proc is proc and svc.state == "running" and not self._stopping:
+                    svc.ready = True
+                    log.info("service %s: ready", svc.spec.name)
 
     @property
     def failed(self) -> list[str]:

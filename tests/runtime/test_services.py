@@ -112,6 +112,34 @@ def test_probe_marks_ready(tmp_path: Path) -> None:
     sup.stop()
 
 
+def test_a_slow_probe_never_blocks_the_snapshot(tmp_path: Path) -> None:
+    import threading
+
+    probing, release = threading.Event(), threading.Event()
+
+    def probe(url: str) -> bool:  # a ComfyUI that takes its time to answer
+        probing.set()
+        release.wait(10)
+        return True
+
+    spec = _spec("web", "import time; time.sleep(30)", probe_url="http://127.0.0.1:1/x")
+    sup = Supervisor([spec], tmp_path, echo=io.StringIO(), probe=probe)
+    sup.start()
+    poller = threading.Thread(target=sup.poll)
+    poller.start()
+    try:
+        assert probing.wait(10)
+        began = time.monotonic()
+        (snap,) = sup.snapshot()  # /status and /healthz read this while the probe waits
+        assert time.monotonic() - began < 1.0
+        assert snap["state"] == "running" and not snap["ready"]
+    finally:
+        release.set()
+        poller.join(10)
+    assert sup.snapshot()[0]["ready"]
+    sup.stop()
+
+
 def test_missing_binary_counts_as_a_failure(tmp_path: Path) -> None:
     spec = ServiceSpec("ghost", ("/nonexistent/bin",), ENV, restart=RestartPolicy(0))
     sup = Supervisor([spec], tmp_path, echo=io.StringIO())
