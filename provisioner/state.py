@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from provisioner.errors import StateError
@@ -80,19 +80,37 @@ class State:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> State:
-        """Parse the on-disk form; raises ``KeyError``/``TypeError`` on a malformed file."""
+        """Parse the on-disk form; raises ``KeyError``/``TypeError``/``ValueError`` on a
+        malformed file, including paths that would leave the workspace (``..``, absolute) and
+        node names that are not one folder name, since apply and ``--prune`` act on them."""
         models = {
             key: ModelRecord(
                 id=rec["id"],
                 source=rec["source"],
-                files=tuple(FileRecord(**f) for f in rec["files"]),
+                files=tuple(FileRecord(**{**f, "path": _inside(f["path"])}) for f in rec["files"]),
                 resolved=dict(rec.get("resolved", {})),
             )
             for key, rec in data.get("models", {}).items()
         }
-        nodes = {k: NodeRecord(**v) for k, v in data.get("nodes", {}).items()}
+        nodes = {_folder_name(k): NodeRecord(**v) for k, v in data.get("nodes", {}).items()}
+        for key, node in nodes.items():
+            if node.name != key:
+                raise ValueError(f"node {key!r} records the name {node.name!r}")
         packages = {k: PackageRecord(**v) for k, v in data.get("packages", {}).items()}
         return cls(models, nodes, packages, data.get("comfyui_commit"))
+
+
+def _inside(path: str) -> str:
+    parts = PurePosixPath(path).parts
+    if not parts or path.startswith("/") or ".." in parts or "\x00" in path:
+        raise ValueError(f"{path!r} is not a path inside the workspace")
+    return path
+
+
+def _folder_name(name: str) -> str:
+    if name in ("", ".", "..") or any(ch in name for ch in "/\\\x00"):
+        raise ValueError(f"{name!r} is not a single folder name")
+    return name
 
 
 def load_state(layout: Layout) -> State:

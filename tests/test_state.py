@@ -1,0 +1,93 @@
+"""The state file: round trip; a corrupt or tampered file is a located error, not a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner.errors import StateError
+from provisioner.layout import Layout
+from provisioner.state import (
+    FileRecord,
+    ModelRecord,
+    NodeRecord,
+    PackageRecord,
+    StateStore,
+    load_state,
+)
+
+SHA = "a" * 64
+COMMIT = "c" * 40
+
+
+def _store(tmp_path: Path) -> Layout:
+    layout = Layout(tmp_path)
+    store = StateStore(layout)
+    store.put_model(
+        ModelRecord(
+            "hf:a/b/c.safetensors",
+            "hf:a/b",
+            (FileRecord("models/vae/c.safetensors", 3, 1, SHA),),
+            {"revision": COMMIT},
+        )
+    )
+    store.put_node(NodeRecord("ComfyUI-X", "https://example.com/x.git", "v1", COMMIT, SHA))
+    store.put_package(PackageRecord("numpy>=1.26", "2.1.0"))
+    store.set_comfyui_commit(COMMIT)
+    return layout
+
+
+def test_round_trip_and_owner_only_mode(tmp_path: Path) -> None:
+    layout = _store(tmp_path)
+    state = load_state(layout)
+    assert state.models["hf:a/b/c.safetensors"].files[0].path == "models/vae/c.safetensors"
+    assert state.nodes["ComfyUI-X"].commit == COMMIT
+    assert state.packages["numpy>=1.26"].installed == "2.1.0"
+    assert state.comfyui_commit == COMMIT
+    assert layout.state_file.stat().st_mode & 0o777 == 0o600
+
+
+def _tamper(layout: Layout, change: Any) -> StateError:
+    data = json.loads(layout.state_file.read_text())
+    change(data)
+    layout.state_file.write_text(json.dumps(data))
+    with pytest.raises(StateError) as info:
+        load_state(layout)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (lambda d: d["nodes"].update({"": d["nodes"].pop("ComfyUI-X")}), "not a single folder"),
+        (lambda d: d["nodes"].update({"..": d["nodes"].pop("ComfyUI-X")}), "not a single folder"),
+        (lambda d: d["nodes"].update({"a/b": d["nodes"].pop("ComfyUI-X")}), "not a single folder"),
+        (lambda d: d["nodes"]["ComfyUI-X"].update(name="Other"), "records the name 'Other'"),
+        (
+            lambda d: d["models"]["hf:a/b/c.safetensors"]["files"][0].update(path="../x"),
+            "not a path inside the workspace",
+        ),
+        (
+            lambda d: d["models"]["hf:a/b/c.safetensors"]["files"][0].update(path="/etc/x"),
+            "not a path inside the workspace",
+        ),
+        (lambda d: d["nodes"]["ComfyUI-X"].pop("commit"), "commit"),
+        (lambda d: d.update(version=99), "unsupported state version 99"),
+    ],
+)
+def test_a_tampered_state_file_is_a_located_error(tmp_path: Path, change: Any, needle: str) -> None:
+    layout = _store(tmp_path)
+    error = _tamper(layout, change)
+    text = error.render()
+    assert "state file is corrupt" in text and needle in text, text
+    assert str(layout.state_file) in text and "move it aside" in text
+
+
+def test_unreadable_json_is_a_located_error(tmp_path: Path) -> None:
+    layout = _store(tmp_path)
+    layout.state_file.write_text("{not json")
+    with pytest.raises(StateError, match="state file is corrupt"):
+        load_state(layout)
