@@ -99,6 +99,8 @@ def observe_node(
 def observe_dropped(name: str, root: Path, record: NodeRecord) -> NodeFacts:
     """Where a recorded but no longer desired checkout stands (files only)."""
     path = root / name
+    if path.is_symlink():  # Phoenix never places links: someone else's, dangling or not
+        return NodeFacts(name, True, False, None, record, None)
     if not path.exists():
         return NodeFacts(name, False, False, None, record, None)
     return NodeFacts(
@@ -168,7 +170,7 @@ def why_kept(facts: NodeFacts) -> str | None:
     """Why a dropped checkout cannot simply be removed (pure; local edits are checked at apply)."""
     assert facts.record is not None
     if not facts.is_repo:
-        return "it is no longer a git checkout"
+        return "it is no longer the git checkout Phoenix placed"
     if facts.head != facts.record.commit:
         head = facts.head[:12] if facts.head else "unknown"
         return f"HEAD is {head}, Phoenix placed {facts.record.commit[:12]}"
@@ -306,17 +308,17 @@ def _checkout_or_error(node: DesiredNode, ctx: ApplyContext) -> gitops.Checkout 
 def remove_node(record: NodeRecord, ctx: ApplyContext) -> str:
     """Remove a checkout Phoenix placed that is no longer desired, and forget it; a summary.
 
-    A folder that changed since it was placed (HEAD moved, not a checkout any more, or local
-    edits to tracked files, the last unless ``force``) stays. The checkout is renamed into the
+    A folder that changed since it was placed (HEAD moved, not a checkout any more, a link, or
+    local edits to tracked files, the last unless ``force``) stays. The checkout is renamed into the
     staging folder before it is deleted, so ComfyUI never loads half a node. Packages its
     requirements installed stay installed: other nodes may need them.
     """
     name = record.name
     dest = ctx.layout.custom_nodes / name
-    if not dest.exists():
+    facts = observe_dropped(name, ctx.layout.custom_nodes, record)
+    if not facts.exists:
         ctx.store.drop_node(name)
         return f"custom_nodes/{name} was already gone; forgotten"
-    facts = observe_dropped(name, ctx.layout.custom_nodes, record)
     kept = why_kept(facts)
     if kept is None and not ctx.force and gitops.is_dirty(dest):
         kept = "it has local modifications (--force removes it anyway)"

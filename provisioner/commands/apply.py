@@ -24,7 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prune", action="store_true", help="remove what Phoenix placed that is no longer desired"
     )
-    parser.add_argument("--force", action="store_true", help="re-fetch models that look present")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="re-fetch models that look present; discard local edits in node and ComfyUI "
+        "checkouts (to update them, or to remove them with --prune)",
+    )
     parser.add_argument(
         "--locked",
         action="store_true",

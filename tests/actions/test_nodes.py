@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -378,3 +379,45 @@ def test_pruning_a_node_already_gone_forgets_it(
     assert [r.ok for r in results] == [True, True] and "already gone" in results[0].message
     assert load_state(sw_layout).nodes == {}
     assert not sw_layout.custom_nodes.joinpath("kept-node").exists()
+
+
+def test_pruning_keeps_a_replaced_folder_or_link_and_reports_a_failed_removal(
+    software_env: Path, sw_layout: Layout, sw_repos: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import shutil
+
+    kept, gone = _two_nodes(sw_repos)
+    third = node_repo(sw_repos, "stuck-node")
+    stuck = NodeSpec(url=third.url, ref="main")
+    assert all(r.ok for r in run_apply(desired_nodes(kept, gone, stuck), sw_layout))
+    # kept-node: replaced by a plain folder; gone-node: replaced by a link to a clean checkout
+    shutil.rmtree(sw_layout.custom_nodes / "kept-node" / ".git")
+    elsewhere = tmp_path / "elsewhere"
+    (sw_layout.custom_nodes / "gone-node").rename(elsewhere)
+    (sw_layout.custom_nodes / "gone-node").symlink_to(elsewhere)
+    changes = plan(desired_nodes(), sw_layout)
+    assert all("keeps the folder" in c.reason for c in changes if c.id != "node:stuck-node")
+
+    real_replace = os.replace
+
+    def refuse(src: str | Path, dst: str | Path) -> None:  # root ignores modes: fail by hand
+        if Path(src).parent == sw_layout.custom_nodes:
+            raise PermissionError(13, "Permission denied", str(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    results = {r.id: r for r in nodes.apply(changes, apply_ctx(sw_layout, force=True, prune=True))}
+    for name in ("kept-node", "gone-node"):
+        message = results[f"node:{name}"].message
+        assert results[f"node:{name}"].ok and "no longer the git checkout" in message, message
+    assert (sw_layout.custom_nodes / "gone-node").is_symlink() and (elsewhere / ".git").is_dir()
+    assert (sw_layout.custom_nodes / "kept-node" / "__init__.py").is_file()
+    failed = results["node:stuck-node"]
+    assert (
+        not failed.ok
+        and "cannot remove" in failed.message
+        and "Permission denied" in failed.message
+    )
+    assert (sw_layout.custom_nodes / "stuck-node" / ".git").is_dir()
+    assert set(load_state(sw_layout).nodes) == {"stuck-node"}  # retried by the next --prune

@@ -113,6 +113,9 @@ def test_node_dropped_from_the_env_is_removed_by_apply_prune(
     assert line.split()[:3] == ["-", "node", "custom_nodes/ComfyUI-Dropped"], line
     assert "1 would be removed with --prune" in text and "No changes" not in text
     assert "`apply --prune` would remove the `-` items" in text
+    pruning = render_text(plan, prune=True)
+    assert "1 to remove" in pruning and "Nothing to create" not in pruning
+    assert "No changes" not in pruning
     assert apply_desired(fewer, sw_layout, versions(), Secrets()).ok
     assert folder.is_dir()  # not without --prune
 
