@@ -97,6 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("phoenix: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # the system refused a path or a port the user gave: theirs to fix
+        where = exc.filename or "phoenix"
+        print(
+            f"phoenix: error: {redact(f'{where}: {exc.strerror or exc}')}\n"
+            "  hint: check that path (or port): it must exist where a folder is expected, be "
+            "writable, and not be in use",
+            file=sys.stderr,
+        )
+        return EXIT_USER
     except Exception as exc:  # a bug: say so plainly, keep the traceback for DEBUG_MODE
         if debug_enabled(os.environ):
             print(redact(traceback.format_exc()), file=sys.stderr)

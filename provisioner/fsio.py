@@ -6,16 +6,28 @@ A kill at any instant leaves either the old file or the new one, never a half fi
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from provisioner.errors import PhoenixError
+
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory, fsync, then rename."""
+    """Write ``data`` to ``path`` via a temp file in the same directory, fsync, then rename.
+
+    Only a file (or a link) is ever replaced: a folder, device or pipe at ``path`` is an
+    ``OSError`` (EEXIST), never renamed over.
+    """
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        kind = os.lstat(path).st_mode
+        if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+            raise OSError(errno.EEXIST, "exists and is not a regular file", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -35,6 +47,24 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
 def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
     """Text variant of :func:`atomic_write_bytes` (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"), mode)
+
+
+def write_output(path: Path, text: str, what: str) -> None:
+    """Write a file the user asked for (``-o``, ``--write``): atomically, readable by others;
+    ``-`` is standard output. Refusals are :class:`PhoenixError` naming the path."""
+    import sys
+
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        atomic_write_text(path, text, mode=0o644)
+    except OSError as exc:
+        raise PhoenixError(
+            f"cannot write {what}: {exc.strerror or exc}",
+            where=str(path),
+            hint="give a file path in a writable folder (a folder or device there is not replaced)",
+        ) from exc
 
 
 def atomic_write_json(path: Path, obj: Any, mode: int = 0o600) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from provisioner import __version__
 from provisioner.errors import LockFileError, PhoenixError
-from provisioner.fsio import atomic_write_json
+from provisioner.fsio import write_output
 from provisioner.manifest.desired import DesiredModel, DesiredNode, DesiredState, Secrets
 from provisioner.manifest.models import CivitaiModel, HFModel, URLModel
 
@@ -90,9 +90,7 @@ def load_lock(path: Path) -> LockFile:
         models, nodes = data.get("models", {}), data.get("nodes", {})
         if not isinstance(models, dict) or not isinstance(nodes, dict):
             raise ValueError("'models' and 'nodes' must be objects")
-        return LockFile(
-            str(data["desired_hash"]), models, nodes, str(path)
-        )
+        return LockFile(str(data["desired_hash"]), models, nodes, str(path))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LockFileError(
             f"invalid lock file ({exc})", where=str(path), hint="regenerate it with `phoenix lock`"
@@ -101,7 +99,7 @@ def load_lock(path: Path) -> LockFile:
 
 def write_lock(lock: LockFile, path: Path) -> None:
     """Write ``lock`` atomically (readable by others: it is meant to be committed)."""
-    atomic_write_json(path, lock.to_json(), mode=0o644)
+    write_output(path, json.dumps(lock.to_json(), indent=2, sort_keys=True) + "\n", "the lock file")
 
 
 # -- using a lock ---------------------------------------------------------------------------

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from provisioner.errors import StateError
 from provisioner.fsio import atomic_write_json
 from provisioner.layout import Layout
 
 STATE_VERSION = 1
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -81,23 +82,62 @@ class State:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> State:
         """Parse the on-disk form; raises ``KeyError``/``TypeError``/``ValueError`` on a
-        malformed file, including paths that would leave the workspace (``..``, absolute) and
-        node names that are not one folder name, since apply and ``--prune`` act on them."""
-        models = {
-            key: ModelRecord(
-                id=rec["id"],
-                source=rec["source"],
-                files=tuple(FileRecord(**{**f, "path": _inside(f["path"])}) for f in rec["files"]),
-                resolved=dict(rec.get("resolved", {})),
-            )
-            for key, rec in data.get("models", {}).items()
+        malformed file: a field of the wrong type, a path that would leave the workspace (``..``,
+        absolute) or a node name that is not one folder name, since apply and ``--prune`` act
+        on them."""
+        models = {}
+        for key, raw in _section(data, "models").items():
+            rec = _record(ModelRecord, raw)
+            files = tuple(_record(FileRecord, f) for f in _typed(rec.files, list, "files"))
+            for f in files:
+                _inside(f.path)
+            resolved = _typed(rec.resolved, dict, "resolved")
+            if not all(isinstance(v, str) for v in resolved.values()):
+                raise TypeError(f"model {key!r}: 'resolved' values must be text")
+            models[key] = ModelRecord(rec.id, rec.source, files, dict(resolved))
+        nodes = {
+            _folder_name(k): _record(NodeRecord, v) for k, v in _section(data, "nodes").items()
         }
-        nodes = {_folder_name(k): NodeRecord(**v) for k, v in data.get("nodes", {}).items()}
         for key, node in nodes.items():
             if node.name != key:
                 raise ValueError(f"node {key!r} records the name {node.name!r}")
-        packages = {k: PackageRecord(**v) for k, v in data.get("packages", {}).items()}
-        return cls(models, nodes, packages, data.get("comfyui_commit"))
+        packages = {k: _record(PackageRecord, v) for k, v in _section(data, "packages").items()}
+        commit = data.get("comfyui_commit")
+        return cls(
+            models,
+            nodes,
+            packages,
+            None if commit is None else _typed(commit, str, "comfyui_commit"),
+        )
+
+
+#: the field types the state file may hold, by their annotation text
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "str | None": (str, type(None)),
+}
+
+
+def _typed(value: Any, kind: type[_T], what: str) -> _T:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TypeError(f"{what!r} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    return _typed(data.get(name, {}), dict, name)
+
+
+def _record(cls: type[_T], raw: Any) -> _T:
+    """``cls(**raw)`` with every text/number field checked against its annotation."""
+    record = cls(**_typed(raw, dict, cls.__name__))
+    for f in fields(cls):  # type: ignore[arg-type]
+        allowed = _FIELD_TYPES.get(str(f.type))
+        value = getattr(record, f.name)
+        if allowed and (not isinstance(value, allowed) or isinstance(value, bool)):
+            raise TypeError(f"{cls.__name__}.{f.name} must be {f.type}, not {type(value).__name__}")
+    return record
 
 
 def _inside(path: str) -> str:
@@ -117,17 +157,23 @@ def load_state(layout: Layout) -> State:
     """Read the state file; a missing file is an empty state. Never writes."""
     path = layout.state_file
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return State()
     except OSError as exc:
-        raise StateError(f"cannot read state file: {exc.strerror}", where=str(path)) from exc
+        raise StateError(
+            f"cannot read state file: {exc.strerror}",
+            where=str(path),
+            hint="the workspace root must be a folder Phoenix can read and write",
+        ) from exc
     try:
-        data = json.loads(raw)
-        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError(f"the file holds {type(data).__name__}, not an object")
+        if data.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported state version {data.get('version')!r}")
         return State.from_json(data)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise StateError(
             f"state file is corrupt ({exc})",
             where=str(path),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import clean_env, run_phoenix
@@ -28,3 +30,21 @@ def test_version_and_help_exit_0() -> None:
     assert run_phoenix("plan", "--help", env=clean_env()).returncode == 0
     help_all = run_phoenix("--help", env=clean_env())
     assert help_all.returncode == 0 and "import-snapshot" in help_all.stdout
+
+
+def test_paths_the_system_refuses_are_user_errors_naming_the_path(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    cases = [
+        (("export-snapshot", "--root", str(tmp_path / "ws"), "-o", str(tmp_path)), str(tmp_path)),
+        (("schema", "--write", str(afile)), str(afile)),
+        (("template", "--write", str(afile / "t.json")), str(afile)),
+        (("plan", "--root", str(afile / "ws")), str(afile)),
+        (("plan", "--root", str(tmp_path / ("a" * 300))), "a" * 255),
+    ]
+    for args, where in cases:
+        result = run_phoenix(*args, env=clean_env(HF_REPOS_TO_DOWNLOAD=""))
+        assert result.returncode == 1, (args, result.stderr)
+        err = result.stderr
+        assert "Traceback" not in err and "internal error" not in err, (args, err)
+        assert where in err and "hint:" in err, (args, err)

@@ -75,6 +75,12 @@ def _tamper(layout: Layout, change: Any) -> StateError:
             "not a path inside the workspace",
         ),
         (lambda d: d["nodes"]["ComfyUI-X"].pop("commit"), "commit"),
+        (lambda d: d["nodes"]["ComfyUI-X"].update(commit=5), "commit must be str, not int"),
+        (lambda d: d.update(models=[1]), "'models' must be dict, not list"),
+        (lambda d: d["packages"].update(x=[]), "must be dict, not list"),
+        (lambda d: d["models"]["hf:a/b/c.safetensors"].update(files="x"), "'files' must be list"),
+        (lambda d: d["models"]["hf:a/b/c.safetensors"]["files"][0].update(size="3"), "size"),
+        (lambda d: d.update(comfyui_commit=True), "'comfyui_commit' must be str"),
         (lambda d: d.update(version=99), "unsupported state version 99"),
     ],
 )
@@ -86,8 +92,20 @@ def test_a_tampered_state_file_is_a_located_error(tmp_path: Path, change: Any, n
     assert str(layout.state_file) in text and "move it aside" in text
 
 
-def test_unreadable_json_is_a_located_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"[]", b"null", b"\xff", b"[" * 100_000, b'{"version": 1, "nodes": [1]}'],
+)
+def test_unreadable_json_is_a_located_error(tmp_path: Path, raw: bytes) -> None:
     layout = _store(tmp_path)
-    layout.state_file.write_text("{not json")
-    with pytest.raises(StateError, match="state file is corrupt"):
+    layout.state_file.write_bytes(raw)
+    with pytest.raises(StateError, match="state file is corrupt") as info:
         load_state(layout)
+    assert str(layout.state_file) in info.value.render()
+
+
+def test_a_root_that_is_a_file_is_a_located_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(StateError, match="cannot read state file") as info:
+        load_state(Layout(tmp_path / "afile"))
+    assert "must be a folder" in info.value.render()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from provisioner import pyenv
 from provisioner.commands.common import add_source_options
-from provisioner.fsio import atomic_write_text
+from provisioner.fsio import write_output
 from provisioner.layout import DEFAULT_ROOT, Layout
 from provisioner.snapshot import dump_snapshot, export_snapshot
 from provisioner.state import load_state
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     )
     text = dump_snapshot(snap, fmt)
     if args.output:
-        atomic_write_text(Path(args.output), text, mode=0o644)
+        write_output(Path(args.output), text, "the snapshot")
     else:
         sys.stdout.write(text)
     for note in notes:

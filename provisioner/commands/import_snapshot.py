@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from provisioner.errors import ManifestError
-from provisioner.fsio import atomic_write_text
+from provisioner.fsio import write_output
 from provisioner.manifest.models import Manifest
 from provisioner.snapshot import PIP_MODES, import_snapshot, parse_snapshot, render_manifest
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     Manifest.model_validate(imported.manifest())  # what we emit must load as a manifest
     rendered = render_manifest(imported, path.name)
     if args.output:
-        atomic_write_text(Path(args.output), rendered, mode=0o644)
+        write_output(Path(args.output), rendered, "the manifest")
     else:
         sys.stdout.write(rendered)
     for line in imported.reports:

@@ -16,13 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from provisioner.fsio import atomic_write_text
+    from provisioner.fsio import write_output
     from provisioner.schema import schema_text
 
     text = schema_text(args.kind)
     if args.write:
         target = Path(args.write) / f"{args.kind}.schema.json"
-        atomic_write_text(target, text, mode=0o644)
+        write_output(target, text, "the schema")
         print(f"wrote {target}")
     else:
         print(text, end="")

@@ -42,12 +42,12 @@ def template_text(image: str | None, api: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from provisioner.errors import ConfigError
-    from provisioner.fsio import atomic_write_text
+    from provisioner.fsio import write_output
 
     text = template_text(args.image, args.api)
     if args.write:
         target = Path(args.write)
-        atomic_write_text(target, text, mode=0o644)
+        write_output(target, text, "the template")
         print(f"wrote {target}")
     elif args.check:
         target = Path(args.check)
