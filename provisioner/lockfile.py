@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,7 @@ def desired_hash(desired: DesiredState) -> str:
 def load_lock(path: Path) -> LockFile:
     """Read and check a lock file; problems are :class:`LockFileError` naming the file."""
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise LockFileError(
             "no lock file", where=str(path), hint="run `phoenix lock` first (same --manifest)"
@@ -84,17 +85,47 @@ def load_lock(path: Path) -> LockFile:
     except OSError as exc:
         raise LockFileError(f"cannot read the lock file: {exc.strerror}", where=str(path)) from exc
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8"))
         if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
             raise ValueError(f"unsupported lock version {data.get('version')!r}")
         models, nodes = data.get("models", {}), data.get("nodes", {})
         if not isinstance(models, dict) or not isinstance(nodes, dict):
             raise ValueError("'models' and 'nodes' must be objects")
+        for item_id, entry in models.items():
+            _check_model_entry(item_id, entry)
+        for item_id, entry in nodes.items():
+            if not isinstance(entry, dict) or not _HEX40.match(str(entry.get("commit"))):
+                raise ValueError(f"{item_id}: 'commit' must be a 40-hex git commit")
         return LockFile(str(data["desired_hash"]), models, nodes, str(path))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise LockFileError(
             f"invalid lock file ({exc})", where=str(path), hint="regenerate it with `phoenix lock`"
         ) from exc
+
+
+_HEX40 = re.compile(r"^[0-9a-fA-F]{40}$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def _check_model_entry(item_id: str, entry: Any) -> None:
+    """The fields apply uses must have the types it expects (a hand-edited lock fails here)."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"{item_id}: the entry must be an object")
+    files = entry.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        raise ValueError(f"{item_id}: 'files' must be a list of objects")
+    for f in files:
+        sha, size = f.get("sha256"), f.get("size")
+        if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
+            raise ValueError(f"{item_id}: sha256 {sha!r} is not 64 hex digits")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise ValueError(f"{item_id}: size {size!r} is not a byte count")
+        for key in ("path", "filename"):
+            if f.get(key) is not None and not isinstance(f[key], str):
+                raise ValueError(f"{item_id}: {key!r} must be text")
+    for key in ("revision", "folder", "download_url"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            raise ValueError(f"{item_id}: {key!r} must be text")
 
 
 def write_lock(lock: LockFile, path: Path) -> None:
@@ -104,10 +135,11 @@ def write_lock(lock: LockFile, path: Path) -> None:
 
 # -- using a lock ---------------------------------------------------------------------------
 def check_lock(desired: DesiredState, lock: LockFile) -> None:
-    """Raise :class:`LockFileError` when the desired items changed since the lock was written."""
-    if lock.desired_hash == desired_hash(desired):
-        return
+    """Raise :class:`LockFileError` when the desired items changed since the lock was written,
+    or the lock lacks an entry (a hand-edited file): ``--locked`` never resolves anything."""
     drift = lock_drift(desired, lock)
+    if not drift and lock.desired_hash == desired_hash(desired):
+        return
     detail = "; ".join(drift[:5]) if drift else "an entry's options changed"
     raise LockFileError(
         f"the manifest or environment changed since `phoenix lock` ({detail})",

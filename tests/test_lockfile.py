@@ -12,12 +12,17 @@ from provisioner.errors import LockFileError
 from provisioner.lockfile import (
     LockFile,
     apply_lock,
+    check_lock,
     desired_hash,
     load_lock,
     lock_drift,
     write_lock,
 )
 from tests.fixtures.desired import FLUX_SET, desired_from
+
+
+def _lock(**sections: object) -> str:
+    return json.dumps({"version": 1, "desired_hash": "x", **sections})
 
 
 @pytest.mark.parametrize(
@@ -28,11 +33,18 @@ from tests.fixtures.desired import FLUX_SET, desired_from
         ('{"version": 1}', "invalid lock file"),
         ('{"version": 1, "desired_hash": "x", "models": []}', "must be objects"),
         ("[]", "invalid lock file"),
+        ("\udcff", "invalid lock file"),
+        ("[" * 100_000, "invalid lock file"),
+        (_lock(models={"m": {"files": "x"}}), "m: 'files' must be a list of objects"),
+        (_lock(models={"m": {"files": [{"size": "x"}]}}), "m: size 'x' is not a byte count"),
+        (_lock(models={"m": {"files": [{"sha256": "zz"}]}}), "m: sha256 'zz' is not 64 hex"),
+        (_lock(models={"m": {"revision": 5}}), "m: 'revision' must be text"),
+        (_lock(nodes={"node:x": {"commit": "main"}}), "node:x: 'commit' must be a 40-hex"),
     ],
 )
 def test_bad_lock_files(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "x.lock.json"
-    path.write_text(content)
+    path.write_bytes(content.encode("utf-8", "surrogateescape"))
     with pytest.raises(LockFileError, match=message) as info:
         load_lock(path)
     assert info.value.where == str(path)
@@ -79,3 +91,14 @@ def test_drift_messages_and_pins(tmp_path: Path) -> None:
     )
     untouched = next(m for m in apply_lock(desired, lock).models if m.id != ae)
     assert untouched.pinned == {} and untouched.sha256 is None
+
+
+def test_locked_apply_refuses_a_lock_missing_entries_even_with_the_right_hash(
+    tmp_path: Path,
+) -> None:
+    desired, _, _ = desired_from(tmp_path, FLUX_SET)
+    emptied = LockFile(desired_hash(desired), {}, {}, str(tmp_path / "m.lock.json"))
+    with pytest.raises(LockFileError) as info:
+        check_lock(desired, emptied)
+    text = info.value.render()
+    assert "is not in the lock file" in text and "phoenix lock" in text

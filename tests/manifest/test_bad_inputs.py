@@ -45,6 +45,12 @@ BAD_MANIFESTS = [
     ("version: 1\nmodels:\n  - url: ftp://x/y\n    sha256: " + "a" * 64 + "\n", ":3:10", "URL"),
     ("version: 1\nnodes:\n  - url: http://github.com/a/b\n", ":3:10", "git URL"),
     ("version: 1\nnodes:\n  - https://github.com/a/b\n", ":3:5", "expected a mapping"),
+    ("version: 1\nnodes:\n  - url: https://u:pw@github.com/a/b\n", ":3:", "credentials"),
+    (
+        "version: 1\nnodes:\n  - url: https://u:pw@github.com/a/b\n    name: named\n",
+        ":3:",
+        "credentials",
+    ),
     ("version: 1\nnodes:\n  - url: https://github.com/a/b\n    branch: main\n", ":4:5", "'ref'"),
     ("version: 1\npackages: numpy\n", ":2:1", "expected a list"),
     ("version: 1\npackages: ['numpy>=>1']\n", ":", "PEP 508"),
