@@ -76,8 +76,9 @@ def parse_snapshot(text: str, name: str) -> Snapshot:
     try:
         # YAML is a superset of JSON: anything not named .json is read as YAML
         data = json.loads(text) if name.endswith(".json") else _yaml().load(text)
-    except (json.JSONDecodeError, YAMLError) as exc:
-        raise ManifestError(f"not a ComfyUI-Manager snapshot: {exc}", where=name) from exc
+    except (json.JSONDecodeError, YAMLError, RecursionError) as exc:
+        what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ManifestError(f"not a ComfyUI-Manager snapshot: {what}", where=name) from exc
     if isinstance(data, dict) and set(data) == {"custom_nodes"}:
         data = data["custom_nodes"]  # the Manager's YAML form
     if not isinstance(data, dict) or not ({"comfyui", "git_custom_nodes"} & set(data)):
@@ -149,19 +150,15 @@ def _pip_entry(key: str, value: str, mode: str) -> tuple[str | None, str | None]
     """``(requirement, report)`` for one ``pips`` entry."""
     if key.startswith("-e") or key.startswith("--"):
         return None, f"pip {key!r}: editable/option entries are not portable"
-    if value:
-        name = key
-        if value.startswith("file:"):
-            return None, f"pip {name} @ {value}: a local file on the old machine"
-        requirement = f"{name} @ {value}"
-        if mode != "all":
-            return None, f"pip {requirement}: URL requirement skipped (use --pips all)"
-    else:
-        requirement = key
+    requirement = f"{key} @ {value}" if value else key
     try:
         req = parse_requirement(requirement)
     except ValueError as exc:
         return None, f"pip {key!r}: {exc}"
+    if req.url and req.url.startswith("file:"):
+        return None, f"pip {requirement}: a local file on the old machine"
+    if req.url and mode != "all":
+        return None, f"pip {requirement}: URL requirement skipped (use --pips all)"
     name = canonicalize_name(req.name)
     if name in TOOLING:
         return None, None
@@ -217,8 +214,10 @@ def import_snapshot(snap: Snapshot, pips: str = "pinned") -> Imported:
 
 def render_manifest(imported: Imported, source: str) -> str:
     """The manifest fragment as YAML, with the reports as comments on top."""
-    head = [f"# imported from ComfyUI-Manager snapshot {source} by phoenix import-snapshot"]
-    head += [f"# not imported: {line}" for line in imported.reports]
+    head = [f"imported from ComfyUI-Manager snapshot {source} by phoenix import-snapshot"]
+    head += [f"not imported: {line}" for line in imported.reports]
+    # a report may quote the snapshot's text: every line of it stays a comment
+    head = [f"# {part}" for line in head for part in (line.splitlines() or [""])]
     buf = io.StringIO()
     _yaml().dump(imported.manifest(), buf)
     return "\n".join(head) + "\n" + buf.getvalue()

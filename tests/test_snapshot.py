@@ -21,6 +21,7 @@ from provisioner.snapshot import (
     dump_snapshot,
     import_snapshot,
     parse_snapshot,
+    render_manifest,
 )
 from tests.software_fixtures.gitrepo import Repo, node_repo
 from tests.software_fixtures.helpers import apply_ctx, desired_of, observe_ctx, versions
@@ -82,6 +83,7 @@ def test_dump_and_parse_are_inverse(fmt: str) -> None:
             "{hash, disabled}",
         ),
         ("custom_nodes: [", "s.yaml", "not a ComfyUI-Manager snapshot"),
+        ("[" * 100_000, "s.json", "nested too deeply"),
     ],
 )
 def test_bad_snapshots_name_the_file(text: str, name: str, needle: str) -> None:
@@ -148,6 +150,36 @@ def test_import_command_missing_file_is_a_user_error(
 ) -> None:
     assert cli.main(["import-snapshot", str(tmp_path / "nope.json")]) == 1
     assert "cannot read snapshot" in capsys.readouterr().err
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe{}")
+    assert cli.main(["import-snapshot", str(binary)]) == 1
+    err = capsys.readouterr().err
+    assert f"{binary}: cannot read snapshot: not UTF-8" in err and "hint:" in err
+
+
+def test_url_pips_need_all_and_reports_stay_comments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snap = {
+        "comfyui": "a" * 40,
+        "git_custom_nodes": {},
+        "pips": {
+            "foo @ file:///etc": "",
+            "bar @ https://example.com/bar.whl": "",
+            "bad spec\nversion: 2\nmodels: x": "",
+        },
+    }
+    imported = import_snapshot(parse_snapshot(json.dumps(snap), "s.json"), pips="pinned")
+    assert imported.packages == ()
+    reports = "\n".join(imported.reports)
+    assert "foo @ file:///etc: a local file" in reports
+    assert "bar @ https://example.com/bar.whl: URL requirement skipped" in reports
+    everything = import_snapshot(parse_snapshot(json.dumps(snap), "s.json"), pips="all")
+    assert everything.packages == ("bar @ https://example.com/bar.whl",)
+    text = render_manifest(imported, "line one\nline two")
+    head = text.split("\nversion:")[0].splitlines()
+    assert len(head) > 3 and all(line.startswith("# ") for line in head)
+    assert YAML(typ="safe").load(text) == imported.manifest()
 
 
 def _localise(snap: Snapshot, base: Path, wheelhouse: Path) -> tuple[Snapshot, Repo]:

@@ -103,6 +103,10 @@ def test_check_fails_on_drift_with_a_fix_hint(tmp_path: Path) -> None:
 def test_check_of_a_missing_file_is_a_user_error(tmp_path: Path) -> None:
     proc = run_phoenix("template", "--check", str(tmp_path / "absent.json"))
     assert proc.returncode == 1 and "cannot read the template" in proc.stderr
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe")
+    proc = run_phoenix("template", "--check", str(binary))
+    assert proc.returncode == 1 and "not UTF-8 text" in proc.stderr and "hint:" in proc.stderr
 
 
 def test_write_then_check_round_trips(tmp_path: Path) -> None:

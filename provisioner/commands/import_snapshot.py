@@ -42,6 +42,12 @@ def run(args: argparse.Namespace) -> int:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ManifestError(f"cannot read snapshot: {exc.strerror}", where=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"cannot read snapshot: not UTF-8 text (byte {exc.start})",
+            where=str(path),
+            hint="pass the .json or .yaml file ComfyUI-Manager saved",
+        ) from exc
     imported = import_snapshot(parse_snapshot(text, str(path)), pips=args.pips)
     Manifest.model_validate(imported.manifest())  # what we emit must load as a manifest
     rendered = render_manifest(imported, path.name)

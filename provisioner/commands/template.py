@@ -53,9 +53,12 @@ def run(args: argparse.Namespace) -> int:
         target = Path(args.check)
         try:
             current = target.read_text(encoding="utf-8")
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise ConfigError(
-                f"cannot read the template: {exc.strerror}", where=str(target)
+                f"cannot read the template: {why}",
+                where=str(target),
+                hint=f"regenerate it: phoenix template --write {target}",
             ) from exc
         if current != text:
             raise ConfigError(
