@@ -25,6 +25,21 @@ def test_usage_errors_exit_1_not_2(args: tuple[str, ...]) -> None:
     assert "usage:" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("apply", "--jobs", "many"), "expected a whole number ≥ 1, found 'many'"),
+        (("lock", "--jobs", "-3"), "expected a whole number ≥ 1, found '-3'"),
+        (("run", "--health-port", "99999"), "expected a port from 1 to 65535, found '99999'"),
+        (("run", "--grace", "-1"), "expected a positive number of seconds, found '-1'"),
+        (("cleanup", "--deadline", "inf"), "expected a positive number of seconds, found 'inf'"),
+    ],
+)
+def test_argument_errors_say_what_was_expected(args: tuple[str, ...], expected: str) -> None:
+    result = run_phoenix(*args, env=clean_env())
+    assert result.returncode == 1 and expected in result.stderr, result.stderr
+
+
 def test_version_and_help_exit_0() -> None:
     assert run_phoenix("--version", env=clean_env()).returncode == 0
     assert run_phoenix("plan", "--help", env=clean_env()).returncode == 0

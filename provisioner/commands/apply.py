@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from provisioner.commands.argtypes import count
 from provisioner.commands.common import add_source_options, load_inputs
 from provisioner.logs import setup_logging
 from provisioner.redact import redact
@@ -16,7 +17,7 @@ HELP = "apply the plan: fetch and verify models, install nodes and packages (exi
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_options(parser)
     parser.add_argument(
-        "--jobs", type=_positive, default=4, metavar="N", help="parallel downloads (default 4)"
+        "--jobs", type=count, default=4, metavar="N", help="parallel downloads (default 4)"
     )
     parser.add_argument(
         "--verify", action="store_true", help="re-hash placed files instead of trusting size+mtime"
@@ -35,13 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="use only the lock file (no resolution); fail if the manifest changed since",
     )
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

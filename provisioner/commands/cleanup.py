@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from provisioner.commands.argtypes import seconds
 from provisioner.errors import EnvError, PhoenixError
 from provisioner.layout import DEFAULT_ROOT, Layout
 from provisioner.manifest.envmap import parse_bool
@@ -53,22 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--deadline",
-        type=_positive_seconds,
+        type=seconds,
         default=30.0,
         metavar="SECONDS",
         help="stop after this long (default 30)",
     )
     parser.add_argument("--dry-run", action="store_true", help="list what would be removed")
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, found {text!r}")
-    return value
 
 
 def env_flag(name: str, environ: Mapping[str, str]) -> bool | None:

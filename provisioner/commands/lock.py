@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from provisioner.commands.argtypes import count
 from provisioner.commands.common import add_source_options, load_inputs
 from provisioner.redact import redact
 
@@ -18,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", metavar="FILE", help="where to write (default: beside the manifest)"
     )
-    parser.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel lookups")
+    parser.add_argument("--jobs", type=count, default=4, metavar="N", help="parallel lookups")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from provisioner.commands.argtypes import count, port, seconds
 from provisioner.commands.common import add_source_options
 from provisioner.errors import EnvError
 
@@ -18,13 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip-apply", action="store_true", help="launch with what is on disk; change nothing"
     )
-    parser.add_argument("--jobs", type=int, default=4, help="parallel downloads (default 4)")
+    parser.add_argument("--jobs", type=count, default=4, help="parallel downloads (default 4)")
     parser.add_argument(
-        "--health-port", type=int, help="health API port (default: services.health.port, 8189)"
+        "--health-port", type=port, help="health API port (default: services.health.port, 8189)"
     )
     parser.add_argument(
         "--grace",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
         help="seconds the container gets to stop (docker's default 10; $PHOENIX_STOP_GRACE); "
         "stopping services and cleanup fit inside it",

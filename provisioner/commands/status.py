@@ -7,18 +7,23 @@ import json
 import os
 from typing import Any
 
-from provisioner.errors import PhoenixError
+from provisioner.errors import EnvError, PhoenixError
 
 HELP = "show the running pod's status (phase, services, flags, versions) from the health API"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``phoenix status``."""
-    port = os.environ.get("PHOENIX_HEALTH_PORT", "8189")
     parser.add_argument(
-        "--url", default=f"http://127.0.0.1:{port}/status", help="status URL (default: %(default)s)"
+        "--url",
+        default=_default_url(os.environ.get("PHOENIX_HEALTH_PORT") or "8189"),
+        help="status URL (default: %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print the raw JSON")
+
+
+def _default_url(port: str) -> str:
+    return f"http://127.0.0.1:{port}/status"
 
 
 def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -27,9 +32,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
 
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            data: dict[str, Any] = json.loads(response.read())
-            return data
-    except (OSError, ValueError) as exc:
+            data = json.loads(response.read())
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, found {type(data).__name__}")
+        return data
+    except (OSError, ValueError, RecursionError) as exc:
         raise PhoenixError(
             f"cannot read the status: {exc}",
             where=url,
@@ -80,6 +87,24 @@ def render_status(doc: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print the status; 1 when it cannot be read."""
+    from provisioner.commands.argtypes import port
+
+    raw = os.environ.get("PHOENIX_HEALTH_PORT")
+    if raw and args.url == _default_url(raw):
+        try:
+            port(raw)
+        except argparse.ArgumentTypeError as exc:
+            raise EnvError(
+                str(exc), where="env:PHOENIX_HEALTH_PORT", hint="set it to the health API's port"
+            ) from exc
     doc = fetch_status(args.url)
-    print(json.dumps(doc, indent=2, sort_keys=True) if args.json else render_status(doc))
+    try:
+        text = json.dumps(doc, indent=2, sort_keys=True) if args.json else render_status(doc)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise PhoenixError(
+            f"unexpected status document ({type(exc).__name__}: {exc})",
+            where=args.url,
+            hint="is that Phoenix's health API? `phoenix status --json` prints it as it came",
+        ) from exc
+    print(text)
     return 0

@@ -88,6 +88,7 @@ def merge(doc: ManifestDoc | None, user: Manifest | None, env: Mapping[str, str]
         manifest = user  # validated already, and the environment changed nothing
     else:
         manifest = build_manifest(data, doc)
+    _check_ports(manifest, scalar_origins)
     models = _desired_models(manifest, merged, warnings)
     nodes = _desired_nodes(manifest, merged, warnings)
     packages = _desired_packages(manifest, merged)
@@ -102,6 +103,24 @@ def merge(doc: ManifestDoc | None, user: Manifest | None, env: Mapping[str, str]
         warnings=tuple(warnings),
         manifest_path=doc.path if doc else None,
     )
+
+
+def _check_ports(manifest: Manifest, origins: Mapping[str, str]) -> None:
+    """Two services on one port: the second could never listen, and would restart forever."""
+    services = manifest.services
+    used = {manifest.comfyui.port: "comfyui.port"}
+    for key, enabled, port in (
+        ("services.filebrowser.port", services.filebrowser.enabled, services.filebrowser.port),
+        ("services.health.port", services.health.enabled, services.health.port),
+    ):
+        if not enabled:
+            continue
+        if port in used:
+            where = origins.get(key) or origins.get(used[port]) or "manifest"
+            raise _conflict(
+                where, f"{key} {port} is also {used[port]}", "give each service its own port"
+            )
+        used[port] = key
 
 
 def _manifest_scalar_origins(doc: ManifestDoc) -> dict[str, str]:

@@ -297,12 +297,21 @@ def run_pod(
         health_port = options.health_port or manifest.services.health.port
         comfy_port = manifest.comfyui.port
         if manifest.services.health.enabled:
-            health = HealthServer(
-                board,
-                options.health_host,
-                health_port,
-                f"http://127.0.0.1:{comfy_port}/system_stats",
-            ).start()
+            try:
+                server = HealthServer(
+                    board,
+                    options.health_host,
+                    health_port,
+                    f"http://127.0.0.1:{comfy_port}/system_stats",
+                )
+            except OSError as exc:
+                raise ServiceError(
+                    f"the health API cannot listen on {options.health_host}:{health_port}: "
+                    f"{exc.strerror or exc}",
+                    where="--health-port" if options.health_port else "services.health.port",
+                    hint="choose a free port, or stop what is using it",
+                ) from exc
+            health = server.start()
             _say(console, f"health API on :{health.port} (/healthz /readyz /status)")
 
         # drop root for everything else

@@ -56,6 +56,12 @@ BAD_MANIFESTS = [
     ("version: 1\npackages: ['numpy>=>1']\n", ":", "PEP 508"),
     ("version: 1\npackages: ['numpy<2', 'numpy>=2']\n", ":", "twice"),
     ("version: 1\nservices:\n  filebrowser:\n    port: 0\n", ":4:11", "≥ 1"),
+    ("version: 1\nservices:\n  health:\n    port: 8188\n", ":4:5", "also comfyui.port"),
+    (
+        "version: 1\ncomfyui:\n  port: 8080\n",
+        ":3:3",
+        "services.filebrowser.port 8080 is also comfyui.port",
+    ),
     ("version: 1\nservices:\n  filebrowser:\n    username: 'a b'\n", ":4:15", "expected"),
     ("version: 1\nsecurity:\n  paranoid: sometimes\n", ":3:13", "true or false"),
     ("version: 1\nsecurity:\n  user: Root!\n", ":3:9", "expected"),

@@ -130,3 +130,44 @@ def test_phoenix_status_without_a_pod() -> None:
     with pytest.raises(PhoenixError) as err:
         status_cmd.fetch_status(f"http://127.0.0.1:{free_port()}/status", timeout=1)
     assert "is `phoenix run` running?" in (err.value.hint or "")
+
+
+class _Foreign(BaseHTTPRequestHandler):
+    """Something else on the port: answers JSON that is not a status document."""
+
+    body = b"[1, 2]"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'{"services": [1], "apply": []}', b"[" * 50_000])
+def test_phoenix_status_of_something_else_is_a_located_error(body: bytes) -> None:
+    handler = type("Handler", (_Foreign,), {"body": body})
+    foreign = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=foreign.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{foreign.server_address[1]}/status"
+    try:
+        parser = argparse.ArgumentParser()
+        status_cmd.add_arguments(parser)
+        with pytest.raises(PhoenixError) as err:
+            status_cmd.run(parser.parse_args(["--url", url]))
+        assert err.value.where == url
+    finally:
+        foreign.shutdown()
+        foreign.server_close()
+
+
+def test_phoenix_status_names_a_bad_port_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHOENIX_HEALTH_PORT", "abc")
+    parser = argparse.ArgumentParser()
+    status_cmd.add_arguments(parser)
+    with pytest.raises(PhoenixError) as err:
+        status_cmd.run(parser.parse_args([]))
+    assert err.value.where == "env:PHOENIX_HEALTH_PORT" and "'abc'" in err.value.message

@@ -224,6 +224,20 @@ def test_required_failure_stops_before_launch(pod_factory: Any) -> None:
     assert "cleanup: removed" in out
 
 
+def test_health_port_in_use_is_a_user_error_before_launch(pod_factory: Any) -> None:
+    import socket
+
+    pod = pod_factory()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", pod.health_port))
+        taken.listen()
+        out = pod.start().finish()
+    assert pod.proc.returncode == 1, out
+    assert "--health-port: the health API cannot listen on 127.0.0.1:" in out
+    assert "choose a free port" in out and "Traceback" not in out
+    assert not (pod.root / "output" / "fake_grandchild.pid").exists()
+
+
 def test_optional_failure_still_launches(pod_factory: Any) -> None:
     pod = pod_factory(items=[{"id": "civitai:2", "ok": False, "required": False, "message": "x"}])
     pod.start()
