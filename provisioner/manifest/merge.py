@@ -62,11 +62,35 @@ def read_secrets(env: Mapping[str, str]) -> Secrets:
 
 def load_desired(manifest_path: str | None, env: Mapping[str, str]) -> tuple[DesiredState, Secrets]:
     """The desired state from an optional manifest file and the environment."""
+    _check_endpoints(env)
     secrets = read_secrets(env)
     path = manifest_path or env.get("PHOENIX_MANIFEST") or None
     doc = load_manifest_file(path) if path else None
     user = validate_doc(doc) if doc else None
     return merge(doc, user, env), secrets
+
+
+def _check_endpoints(env: Mapping[str, str]) -> None:
+    """Endpoint variables (``HF_ENDPOINT``, ``CIVITAI_API_BASE``) are http(s) base URLs; checked
+    before any client library reads them (huggingface_hub does so when imported)."""
+    from urllib.parse import urlsplit
+
+    for var in ENV_VARS:
+        raw = env.get(var.name, "")
+        if var.kind != "url" or not raw:
+            continue
+        try:
+            parts = urlsplit(raw)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            _ = parts.port  # raises ValueError when out of range or not a number
+        except ValueError:
+            ok = False
+        if not ok:
+            raise EnvError(
+                f"expected an http(s) base URL such as {var.default}, found {raw!r}",
+                where=f"env:{var.name}",
+                hint=f"fix it, or unset it to use {var.default}",
+            )
 
 
 def merge(doc: ManifestDoc | None, user: Manifest | None, env: Mapping[str, str]) -> DesiredState:
@@ -87,7 +111,7 @@ def merge(doc: ManifestDoc | None, user: Manifest | None, env: Mapping[str, str]
     if user is not None and doc is not None and data == doc.data:
         manifest = user  # validated already, and the environment changed nothing
     else:
-        manifest = build_manifest(data, doc)
+        manifest = build_manifest(data, doc, scalar_origins)
     _check_ports(manifest, scalar_origins)
     models = _desired_models(manifest, merged, warnings)
     nodes = _desired_nodes(manifest, merged, warnings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from provisioner.errors import ManifestError, ManifestErrors
@@ -70,25 +70,34 @@ def validate_doc(doc: ManifestDoc) -> Manifest:
     problems = _schema_problems(doc.data, doc)
     if problems:
         raise ManifestErrors(problems[:MAX_REPORTED])
-    raise _pydantic_problems(failure, doc)
+    raise _pydantic_problems(failure, doc, {})
 
 
-def build_manifest(data: dict[str, Any], doc: ManifestDoc | None = None) -> Manifest:
-    """Construct the pydantic model from already-merged data; errors map to locations too."""
+def build_manifest(
+    data: dict[str, Any],
+    doc: ManifestDoc | None = None,
+    origins: Mapping[str, str] | None = None,
+) -> Manifest:
+    """Construct the pydantic model from already-merged data; errors map to locations too:
+    ``origins`` (dotted key → ``env:NAME``) names the variable that set a value."""
     from pydantic import ValidationError
 
     try:
         return Manifest.model_validate(data, strict=True)
     except ValidationError as exc:
-        raise _pydantic_problems(exc, doc) from None
+        raise _pydantic_problems(exc, doc, origins or {}) from None
 
 
-def _pydantic_problems(exc: Any, doc: ManifestDoc | None) -> ManifestErrors:
+def _pydantic_problems(
+    exc: Any, doc: ManifestDoc | None, origins: Mapping[str, str]
+) -> ManifestErrors:
     problems = []
     for err in _matching_branch(exc.errors(), doc)[:MAX_REPORTED]:
         keypath = [k for k in err["loc"] if isinstance(k, str | int)]
         keypath = _strip_union_tags(keypath)
-        where = doc.where(keypath) if doc else None
+        where = origins.get(".".join(str(k) for k in keypath)) or (
+            doc.where(keypath) if doc else None
+        )
         msg = str(err["msg"]).removeprefix("Value error, ")
         problems.append(ManifestError(f"at {format_keypath(keypath)}: {msg}", where=where))
     return ManifestErrors(problems)

@@ -139,7 +139,9 @@ BAD_ENV = [
         "env:HF_REPOS_TO_DOWNLOAD[0]",
         "set HUGGINGFACE_TOKEN instead",
     ),
-    ({"FB_USERNAME": "bad name"}, "", "username"),
+    ({"FB_USERNAME": "bad name"}, "env:FB_USERNAME", "services.filebrowser.username"),
+    ({"CIVITAI_API_BASE": "not a url"}, "env:CIVITAI_API_BASE", "expected an http(s) base URL"),
+    ({"HF_ENDPOINT": "http://127.0.0.1:99999"}, "env:HF_ENDPOINT", "found 'http://127.0.0.1:99999'"),
     ({"PHOENIX_MANIFEST": "/nonexistent/manifest.yaml"}, "/nonexistent/manifest.yaml", "not found"),
 ]
 
