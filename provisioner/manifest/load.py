@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,14 @@ def _read_bytes(path: str) -> bytes:
     if p.is_dir():
         raise ManifestError("is a directory, expected a YAML file", where=path, hint=hint)
     try:
-        size = p.stat().st_size
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):  # a pipe or device would block or never end
+            raise ManifestError(
+                "is not a regular file (a pipe or device), expected a YAML file",
+                where=path,
+                hint=hint,
+            )
+        size = st.st_size
         if size > MAX_MANIFEST_BYTES:
             raise ManifestError(
                 f"file is {size} bytes; a manifest is at most {MAX_MANIFEST_BYTES} bytes",
@@ -148,7 +156,23 @@ def _parse_yaml(
             where=where,
             hint="check indentation and quoting near this position",
         ) from None
-    except (YAMLError, ValueError, TypeError, RecursionError) as exc:
+    except RecursionError:
+        raise ManifestError(
+            "nested too deeply",
+            where=path,
+            hint="a manifest nests a few levels; look for unbalanced [ or {",
+        ) from None
+    except (YAMLError, ValueError, TypeError) as exc:
+        position = getattr(exc, "position", None)  # a reader error: an offset into the text
+        if isinstance(position, int):
+            line = text.count("\n", 0, position) + 1
+            col = position - (text.rfind("\n", 0, position) + 1) + 1
+            problem = str(getattr(exc, "reason", None) or "unacceptable character")
+            raise ManifestError(
+                f"YAML error: {problem} (#x{ord(text[position]):04x})",
+                where=f"{path}:{line}:{col}",
+                hint="remove the control character (save the file as plain UTF-8 text)",
+            ) from None
         raise ManifestError(f"YAML error: {exc}", where=path) from None
 
 
@@ -248,8 +272,13 @@ class _Builder:
             if str(key_node.tag) != _STR_TAG or isinstance(
                 key_node, self.mapping_node | self.sequence_node
             ):
+                found = (
+                    "a list" if isinstance(key_node, self.sequence_node)
+                    else "a mapping" if isinstance(key_node, self.mapping_node)
+                    else repr(key_node.value)
+                )  # fmt: skip
                 raise ManifestError(
-                    f"keys must be text, found {key_node.value!r}",
+                    f"keys must be text, found {found}",
                     where=self._where(key_node),
                     hint="quote the key",
                 )

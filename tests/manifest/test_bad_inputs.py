@@ -67,6 +67,8 @@ BAD_MANIFESTS = [
     ("version: 1\nsecurity:\n  user: Root!\n", ":3:9", "expected"),
     ("version: 1\nmodels:\n  - hf: a/b\n   files: [x]\n", ":4:", "YAML syntax error"),
     ("version: 1\nversion: 1\n", ":2:1", "duplicate key"),
+    ("version: 1\x00\n", ":1:11", "control characters are not allowed (#x0000)"),
+    ("version: 1\n? [a, b]\n: 1\n", ":2:3", "keys must be text, found a list"),
     ("- a\n- b\n", ":1:1", "expected a mapping of sections"),
     ("", ":1:1", "manifest is empty"),
     ("# only a comment\n", ":1:1", "manifest is empty"),
@@ -200,6 +202,8 @@ def test_table_is_large_enough() -> None:
         ("binary", "not UTF-8"),
         ("huge", "at most"),
         ("bomb", "YAML aliases"),
+        ("fifo", "is not a regular file"),
+        ("deep", "nested too deeply"),
     ],
 )
 def test_bad_manifest_files(
@@ -217,6 +221,10 @@ def test_bad_manifest_files(
         for prev, name in zip("abcdef", "bcdefg", strict=True):
             lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
         path.write_text("\n".join(lines) + "\n")
+    elif setup == "fifo":  # no writer: reading it would block for ever
+        os.mkfifo(path)
+    elif setup == "deep":
+        path.write_text("version: 1\nx: " + "[" * 5000 + "]" * 5000 + "\n")
     code = main(["validate", "--manifest", str(path)])
     err = capsys.readouterr().err
     assert code == 1
