@@ -47,7 +47,11 @@ def volume_lock(
         layout.phoenix.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise StateError(f"cannot open the volume lock: {exc.strerror}", where=str(path)) from exc
+        raise StateError(
+            f"cannot open the volume lock: {exc.strerror}",
+            where=str(path),
+            hint="the workspace root must be a folder Phoenix can write (--root, PHOENIX_ROOT)",
+        ) from exc
     try:
         _acquire(fd, on_wait, timeout, poll)
         os.ftruncate(fd, 0)

@@ -56,6 +56,7 @@ MODEL_FOLDERS: tuple[str, ...] = get_args(ModelFolder)
 HF_REPO_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$"
 SUBDIR_RE = r"^(?!/)(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9_. /-]+$"
 FILE_NAME_RE = r"^(?!\.\.?$)[^/\\\x00]+$"
+GIT_URL_RE = r"^(https://|ssh://|git@|file://)\S+$"
 
 
 class _Strict(BaseModel):
@@ -153,7 +154,7 @@ ModelEntry = Union[HFModel, CivitaiModel, URLModel]  # noqa: UP007
 class NodeSpec(_Strict):
     """A ComfyUI custom node from a git repository."""
 
-    url: Annotated[str, Field(pattern=r"^(https://|ssh://|git@|file://)\S+$")] = Field(
+    url: Annotated[str, Field(pattern=GIT_URL_RE)] = Field(
         ..., description="Git URL: https://, ssh://, git@host:owner/repo or file:// ."
     )
     ref: str | None = Field(
@@ -182,10 +183,20 @@ class Performance(_Strict):
 class ComfyUIConfig(_Strict):
     """The ComfyUI checkout Phoenix launches and how."""
 
-    repo: str | None = Field(None, description="Git URL. Default: COMFYUI_REPO in versions.conf.")
+    repo: Annotated[str, Field(pattern=GIT_URL_RE)] | None = Field(
+        None, description="Git URL. Default: COMFYUI_REPO in versions.conf."
+    )
     ref: str | None = Field(None, description="Commit or tag. Default: COMFYUI_COMMIT.")
-    path: str = Field("/opt/ComfyUI", description="Where the checkout lives (the image's copy).")
-    listen: str = Field("0.0.0.0", description="Address ComfyUI listens on.")
+    path: str = Field(
+        "/opt/ComfyUI",
+        min_length=1,
+        description="Where the checkout lives (the image's copy).",
+    )
+    listen: str = Field(
+        "0.0.0.0",
+        pattern=r"^[A-Za-z0-9:.,%\[\]-]+$",
+        description="Address(es) ComfyUI listens on: an IP, a host name, or a comma list.",
+    )
     port: WholeNumber = Field(8188, ge=1, le=65535, description="ComfyUI's HTTP port.")
     args: list[str] = Field(default=[], description="Extra ComfyUI arguments, appended last.")
     performance: Performance = Field(default_factory=Performance)
