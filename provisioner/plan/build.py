@@ -89,6 +89,24 @@ def build_plan(
     )
 
 
+def _shared_destinations(changes: tuple[Change, ...]) -> list[str]:
+    """Model items that would place different files at one path: apply keeps the first."""
+    by_dest: dict[str, list[Change]] = {}
+    for c in changes:
+        if c.kind == "model" and c.action != "delete" and c.dest and not c.dest.endswith("/"):
+            by_dest.setdefault(c.dest, []).append(c)
+    out = []
+    for dest, items in sorted(by_dest.items()):
+        hashes = {str(c.details.get("sha256") or "").lower() for c in items}
+        if len(items) > 1 and (len(hashes) > 1 or "" in hashes):
+            ids = ", ".join(f"{c.id} [{c.origin}]" for c in items)
+            out.append(
+                f"{dest} is the destination of {len(items)} items ({ids}): unless they are "
+                "the same file, apply places one and fails the others; give them a 'subdir'"
+            )
+    return out
+
+
 def free_space(path: Path) -> int | None:
     """Free bytes on the filesystem that holds ``path`` (its nearest existing parent)."""
     probe = path
@@ -119,6 +137,7 @@ def _warnings(desired: DesiredState, plan: Plan) -> list[str]:
             f"{', ...' if len(unhashed) > 3 else ''}): the source's hash is fetched and "
             "verified at apply; `phoenix lock` pins it ahead of time"
         )
+    out += _shared_destinations(plan.changes)
     known, _unknown = plan.download_bytes()
     if plan.free_bytes is not None and known > plan.free_bytes:
         out.append(

@@ -243,3 +243,22 @@ def test_plan_uses_the_lock_beside_the_manifest_and_reports_drift(tmp_path: Path
     )
     text = run_phoenix("plan", "--manifest", str(manifest), "--root", root, env=clean_env())
     assert "lock manifest.lock.json: civitai:42 is not in the lock file" in text.stdout
+
+
+def test_two_items_for_one_destination_are_warned_about(tmp_path: Path) -> None:
+    a, b = "a" * 64, "b" * 64
+    text = (
+        "version: 1\nmodels:\n"
+        f"  - url: https://example.com/a/x.safetensors\n    sha256: {a}\n    type: vae\n"
+        f"  - url: https://example.com/b/x.safetensors\n    sha256: {b}\n    type: vae\n"
+        f"  - url: https://example.com/c/y.safetensors\n    sha256: {a}\n    type: vae\n"
+        f"  - url: https://example.com/d/y.safetensors\n    sha256: {a}\n    type: vae\n"
+    )
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    desired, _ = load_desired(str(path), {"HF_REPOS_TO_DOWNLOAD": ""})
+    plan = build_plan(desired, Layout(tmp_path / "ws"), load_versions())
+    shared = [w for w in plan.warnings if "is the destination of" in w]
+    assert len(shared) == 1, plan.warnings  # y.safetensors twice with one hash is one file
+    assert shared[0].startswith("models/vae/x.safetensors is the destination of 2 items")
+    assert f"{path}:3:5" in shared[0] and f"{path}:6:5" in shared[0]
