@@ -94,6 +94,11 @@ def load_versions(path: Path | None = None) -> Versions:
     target = path or versions_conf()
     try:
         text = target.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read versions file: {exc.strerror}", where=str(target)) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(
+            f"cannot read versions file: {why}",
+            where=str(target),
+            hint="restore config/versions.conf (PHOENIX_HOME points Phoenix at its folder)",
+        ) from exc
     return parse_versions(text, str(target))

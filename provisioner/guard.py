@@ -83,8 +83,9 @@ def build_guard(dists: pyenv.Distributions, env: Mapping[str, str]) -> Guard:
             path = Path(source.removeprefix("file://"))
             try:
                 text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                notes.append(f"{var} file {path} unreadable ({exc.strerror}); ignored")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                notes.append(f"{var} file {path} unreadable ({why}); ignored")
                 continue
             for raw in text.splitlines():
                 line = raw.split("#", 1)[0].strip()
@@ -179,7 +180,16 @@ def guarded_install(
     reqs = list(requirements)
     opaque: tuple[str, ...] = ()
     if requirements_file is not None:
-        parsed = parse_requirements_file(requirements_file.read_text(encoding="utf-8"))
+        try:
+            text = requirements_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise InstallError(
+                f"{what}: cannot read {requirements_file.name}: {why}",
+                where=str(requirements_file),
+                hint="fix the file in the node's repository, or pin a ref where it is readable",
+            ) from exc
+        parsed = parse_requirements_file(text)
         reqs += list(parsed.requirements)
         opaque = parsed.opaque
     check_direct(reqs, guard, before.marker_env, what)

@@ -60,16 +60,19 @@ def test_pins_every_guarded_dist_and_nothing_else() -> None:
 def test_image_constraints_are_merged(tmp_path: Path) -> None:
     pip_c = tmp_path / "pip-constraints.txt"
     pip_c.write_text("# NGC pins\nopencv-python==4.10.0.84\nnumpy<2.2  # ABI\n")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe")
     uv_c = tmp_path / "uv.txt"
     uv_c.write_text("pillow<12\n")
     env = {
         "PIP_CONSTRAINT": f"{pip_c} https://example.com/c.txt {tmp_path / 'gone.txt'}",
-        "UV_CONSTRAINT": f"{uv_c} {pip_c}",
+        "UV_CONSTRAINT": f"{uv_c} {pip_c} {binary}",
     }
     g = guard.build_guard(IMAGE, env)
     assert g.image_lines == ("opencv-python==4.10.0.84", "numpy<2.2", "pillow<12")
     assert g.remote_sources == ("https://example.com/c.txt",)
     assert any("gone.txt" in note for note in g.notes)
+    assert any("binary.txt unreadable (not UTF-8 text)" in note for note in g.notes)
     text = g.constraints_text()
     assert text.index("torch==") < text.index("opencv-python==4.10.0.84")
 

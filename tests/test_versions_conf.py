@@ -51,6 +51,15 @@ def test_load_versions_defaults_to_the_shipped_path() -> None:
     assert load_versions().path == str(versions_conf())
 
 
+def test_unreadable_versions_conf_is_a_located_error(tmp_path: Path) -> None:
+    binary = tmp_path / "versions.conf"
+    binary.write_bytes(b"COMFYUI_COMMIT=\xff\xfe\n")
+    with pytest.raises(ConfigError) as info:
+        load_versions(binary)
+    text = info.value.render()
+    assert text.startswith(f"{binary}: cannot read versions file: not UTF-8") and "hint:" in text
+
+
 def _replace(key: str, value: str) -> str:
     return re.sub(rf"^{key}=.*$", f"{key}={value}", GOOD, flags=re.M)
 

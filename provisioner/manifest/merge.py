@@ -57,7 +57,18 @@ def read_secrets(env: Mapping[str, str]) -> Secrets:
     fb = env.get("FB_PASSWORD") or None
     for value in (hf, civitai, fb):
         register_secret(value)
+    if fb is not None and len(fb.encode("utf-8", "surrogateescape")) > FB_PASSWORD_MAX_BYTES:
+        raise EnvError(  # FileBrowser stores a bcrypt hash, which takes at most 72 bytes
+            f"is {len(fb.encode('utf-8', 'surrogateescape'))} bytes long; FileBrowser's bcrypt "
+            f"takes at most {FB_PASSWORD_MAX_BYTES}",
+            where="env:FB_PASSWORD",
+            hint="choose a shorter password (or unset it to get a generated one)",
+        )
     return Secrets(hf_token=hf, civitai_token=civitai, fb_password=fb)
+
+
+#: bcrypt (FileBrowser's password hash) reads at most this many bytes
+FB_PASSWORD_MAX_BYTES = 72
 
 
 def load_desired(manifest_path: str | None, env: Mapping[str, str]) -> tuple[DesiredState, Secrets]:

@@ -116,7 +116,7 @@ def load_cli_spec(comfy_path: Path) -> CliSpec | None:
     target = comfy_path / "comfy" / "cli_args.py"
     try:
         source = target.read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     try:
         return parse_cli_spec(source, str(target))

@@ -119,7 +119,7 @@ def comfyui_version(checkout: Path) -> str | None:
     """``__version__`` from the checkout's ``comfyui_version.py`` (read, not imported)."""
     try:
         match = _VERSION.search((checkout / "comfyui_version.py").read_text(encoding="utf-8"))
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     return match.group(1) if match else None
 

@@ -421,3 +421,20 @@ def test_pruning_keeps_a_replaced_folder_or_link_and_reports_a_failed_removal(
     )
     assert (sw_layout.custom_nodes / "stuck-node" / ".git").is_dir()
     assert set(load_state(sw_layout).nodes) == {"stuck-node"}  # retried by the next --prune
+
+
+def test_a_node_with_unreadable_requirements_fails_alone_with_its_name(
+    software_env: Path, sw_layout: Layout, sw_repos: Path
+) -> None:
+    good = node_repo(sw_repos, "fine-node")
+    bad = node_repo(sw_repos, "latin1-node")
+    (bad.path / "requirements.txt").write_bytes(b"caf\xe9-lib\n")  # not UTF-8
+    bad.git("add", "-A")
+    bad.git("commit", "--quiet", "-m", "latin-1 requirements")
+    specs = (NodeSpec(url=good.url, ref="main"), NodeSpec(url=bad.url, ref="main"))
+    results = {r.id: r for r in run_apply(desired_nodes(*specs), sw_layout)}
+    assert results["node:fine-node"].ok
+    failed = results["node:latin1-node"]
+    assert not failed.ok and "node latin1-node: cannot read requirements.txt: not UTF-8" in (
+        failed.message
+    )
