@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -505,6 +506,8 @@ def _adopt_existing(job: FileJob, res: Resolved, runner: _Runner) -> _Placed | N
         st = dest.stat()
     except OSError:
         return None
+    if not stat.S_ISREG(st.st_mode):
+        return None  # a pipe or device there is replaced by the download
     if job.size is not None and abs(st.st_size - job.size) > 1024 and job.size > 0:
         return None
     if hash_file(dest).sha256 != job.sha256:

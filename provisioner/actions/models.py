@@ -7,6 +7,7 @@ A placed file is trusted when its size and mtime_ns match the state file; ``--ve
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,8 @@ def _fact(path: Path, verify: bool) -> FileFact:
     try:
         st = path.stat()
     except OSError:
+        return FileFact(False)
+    if not stat.S_ISREG(st.st_mode):  # a pipe, device or folder where a model belongs
         return FileFact(False)
     digest = None
     if verify:

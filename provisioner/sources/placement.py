@@ -12,6 +12,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,19 @@ class FileHashes:
 
 
 def hash_file(path: Path, *, git_blob: bool = False) -> FileHashes:
-    """Hash ``path`` in one pass: SHA256, plus the git blob id when ``git_blob`` is set."""
-    size = path.stat().st_size
-    sha = hashlib.sha256()
-    blob = hashlib.sha1(f"blob {size}\0".encode()) if git_blob else None
-    with path.open("rb") as fh:
+    """Hash ``path`` in one pass: SHA256, plus the git blob id when ``git_blob`` is set.
+
+    Only a regular file is read (a pipe or device would block or never end): anything else is
+    an ``OSError``.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of blocking
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        size = st.st_size
+        sha = hashlib.sha256()
+        blob = hashlib.sha1(f"blob {size}\0".encode()) if git_blob else None
         while chunk := fh.read(_CHUNK):
             sha.update(chunk)
             if blob is not None:

@@ -155,6 +155,25 @@ def test_drifted_file_is_replaced_and_force_refetches(
     assert flux_hub.proxy.count("/resolve/") >= 1
 
 
+@pytest.mark.timeout(120)
+def test_a_pipe_where_a_model_was_is_replaced_without_hanging(
+    flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
+) -> None:
+    desired, secrets, _ = desired_from(tmp_path, CLIP_ONLY)
+    layout = Layout(tmp_path / "root")
+    assert apply_all(desired, layout, load_versions(), secrets).ok
+    placed = layout.root / "models/text_encoders/clip_l.safetensors"
+    placed.unlink()
+    os.mkfifo(placed)  # no writer: reading it would block for ever
+    plan = build_plan(desired, layout, load_versions(), verify=True)
+    [change] = [c for c in plan.changes if c.kind == "model"]
+    assert change.action == "update" and "missing on disk" in change.reason
+    report = apply_all(desired, layout, load_versions(), secrets, verify=True)
+    assert report.ok and report.remaining == [], report
+    assert stat.S_ISREG(placed.lstat().st_mode)
+    assert sha(placed) == flux_hub.sha(ENC, "clip_l.safetensors")
+
+
 def test_prune_removes_what_is_no_longer_desired(
     flux_hub: FluxHub, hf_endpoint: str, tmp_path: Path
 ) -> None:

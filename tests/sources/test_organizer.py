@@ -200,3 +200,11 @@ def test_hash_file_git_blob_id(tmp_path: Path) -> None:
     path.write_bytes(b"hello\n")
     # `printf 'hello\n' | git hash-object --stdin`
     assert hash_file(path, git_blob=True).git_blob == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+@pytest.mark.timeout(30)
+def test_hash_file_refuses_a_pipe_at_once(tmp_path: Path) -> None:
+    pipe = tmp_path / "model.safetensors"
+    os.mkfifo(pipe)  # no writer: a plain open() would block for ever
+    with pytest.raises(OSError, match="not a regular file"):
+        hash_file(pipe)
