@@ -28,8 +28,9 @@ def test_usage_errors_exit_1_not_2(args: tuple[str, ...]) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("apply", "--jobs", "many"), "expected a whole number ≥ 1, found 'many'"),
-        (("lock", "--jobs", "-3"), "expected a whole number ≥ 1, found '-3'"),
+        (("apply", "--jobs", "many"), "expected a whole number from 1 to 64, found 'many'"),
+        (("lock", "--jobs", "-3"), "expected a whole number from 1 to 64, found '-3'"),
+        (("apply", "--jobs", "100000000"), "found '100000000'"),
         (("run", "--health-port", "99999"), "expected a port from 1 to 65535, found '99999'"),
         (("run", "--grace", "-1"), "expected a positive number of seconds, found '-1'"),
         (("cleanup", "--deadline", "inf"), "expected a positive number of seconds, found 'inf'"),

@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 import math
 
+#: more parallel transfers or lookups than this only queue on the servers (and on memory)
+MAX_JOBS = 64
+
 
 def count(text: str) -> int:
-    """A whole number of at least 1 (``--jobs``)."""
+    """A whole number from 1 to :data:`MAX_JOBS` (``--jobs``)."""
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, found {text!r}")
+    if not 1 <= value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {MAX_JOBS}, found {text!r}"
+        )
     return value
 
 

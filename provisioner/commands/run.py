@@ -56,13 +56,10 @@ def run(args: argparse.Namespace) -> int:
 def _grace_from_env() -> float:
     text = os.environ.get("PHOENIX_STOP_GRACE", "").strip() or "10"
     try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
+        return seconds(text)
+    except argparse.ArgumentTypeError as exc:
         raise EnvError(
-            f"expected a positive number of seconds, found {text!r}",
-            where="PHOENIX_STOP_GRACE",
+            str(exc),
+            where="env:PHOENIX_STOP_GRACE",
             hint="set it to the container's stop grace period, e.g. 10 (docker's default)",
-        )
-    return value
+        ) from exc

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.runtime.conftest import FIXTURES, HF_TOKEN, REPO
 
 
@@ -136,10 +138,12 @@ def test_cleanup_deadline_must_be_a_positive_number(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
 
 
-def test_run_rejects_a_bad_grace_period(tmp_path: Path) -> None:
+@pytest.mark.parametrize("value", ["soon", "nan", "inf", "-1"])
+def test_run_rejects_a_bad_grace_period(tmp_path: Path, value: str) -> None:
     done = _phoenix(
-        "run", "--root", str(tmp_path), env={"HOME": str(tmp_path), "PHOENIX_STOP_GRACE": "soon"}
+        "run", "--root", str(tmp_path), env={"HOME": str(tmp_path), "PHOENIX_STOP_GRACE": value}
     )
     assert done.returncode == 1
-    assert "PHOENIX_STOP_GRACE: expected a positive number of seconds, found 'soon'" in done.stderr
+    expected = f"env:PHOENIX_STOP_GRACE: expected a positive number of seconds, found {value!r}"
+    assert expected in done.stderr
     assert "Traceback" not in done.stderr
