@@ -93,8 +93,9 @@ def _shared_destinations(changes: tuple[Change, ...]) -> list[str]:
     """Model items that would place different files at one path: apply keeps the first."""
     by_dest: dict[str, list[Change]] = {}
     for c in changes:
-        if c.kind == "model" and c.action != "delete" and c.dest and not c.dest.endswith("/"):
-            by_dest.setdefault(c.dest, []).append(c)
+        dest = c.dest or "?"  # "?" in a destination: the file is known only at apply
+        if c.kind == "model" and c.action != "delete" and "?" not in dest and dest[-1] != "/":
+            by_dest.setdefault(dest, []).append(c)
     out = []
     for dest, items in sorted(by_dest.items()):
         hashes = {str(c.details.get("sha256") or "").lower() for c in items}

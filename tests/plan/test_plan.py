@@ -253,6 +253,7 @@ def test_two_items_for_one_destination_are_warned_about(tmp_path: Path) -> None:
         f"  - url: https://example.com/b/x.safetensors\n    sha256: {b}\n    type: vae\n"
         f"  - url: https://example.com/c/y.safetensors\n    sha256: {a}\n    type: vae\n"
         f"  - url: https://example.com/d/y.safetensors\n    sha256: {a}\n    type: vae\n"
+        "  - hf: acme/one\n  - hf: acme/two\n"  # files known only at apply: models/?/?
     )
     path = tmp_path / "m.yaml"
     path.write_text(text)
