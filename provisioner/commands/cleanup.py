@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from provisioner.commands.argtypes import seconds
@@ -19,6 +19,8 @@ from provisioner.errors import EnvError, PhoenixError
 from provisioner.layout import DEFAULT_ROOT, Layout
 from provisioner.manifest.envmap import parse_bool
 from provisioner.runtime import cleanup, storage, system
+
+ERRORS_SHOWN = 20  # one failing folder can hold thousands of files
 
 HELP = "remove staging files, caches, token files and histories; PARANOID_MODE wipes user data"
 
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         layout,
         report.mode,
         paranoid,
-        system.default_homes() if include_home else (),
+        _homes(include_home),
         include_volume_data=args.include_volume_data,
         hf_home=os.environ.get("HF_HOME") if include_home else None,
     )
@@ -123,6 +125,35 @@ def run(args: argparse.Namespace) -> int:
         targets, time.monotonic() + args.deadline, protected=[layout.models]
     )
     print(summary.line() + (f"; masked secrets in {scrubbed} log(s)" if scrubbed else ""))
-    for error in summary.errors:
-        print(f"  error: {error}", file=sys.stderr)
+    for line in error_lines(summary.errors):
+        print(line, file=sys.stderr)
     return 1 if summary.errors or summary.timed_out else 0
+
+
+def _homes(include_home: bool) -> list[Path]:
+    """``$HOME`` when home-level files are included and it is absolute; else none, said why."""
+    if not include_home:
+        return []
+    homes, why_not = cleanup.home_from_env(os.environ)
+    if why_not:
+        print(
+            f"warning: env:HOME: {why_not}\n  hint: set HOME to the absolute home folder to "
+            "clean (e.g. HOME=/root) and run again",
+            file=sys.stderr,
+        )
+    return homes
+
+
+def error_lines(errors: Sequence[str]) -> list[str]:
+    """Each path cleanup could not overwrite or remove (the first few), then what to do."""
+    if not errors:
+        return []
+    lines = [f"  error: {error}" for error in errors[:ERRORS_SHOWN]]
+    if len(errors) > ERRORS_SHOWN:
+        lines.append(f"  ... and {len(errors) - ERRORS_SHOWN} more")
+    lines.append(
+        "  hint: a path 'not removed' is still there: check its permissions, the immutable "
+        "flag (lsattr; chattr -i) and read-only mounts (mount), then run phoenix cleanup "
+        "again; one 'not overwritten' is gone, but its old bytes may be recoverable"
+    )
+    return lines

@@ -15,6 +15,7 @@ own copies, so it is no guarantee of erasure there (the README says so).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -72,6 +73,23 @@ def in_phoenix_image(environ: Mapping[str, str]) -> bool:
     return bool(flag_or_none(environ.get("PHOENIX_IN_IMAGE")))
 
 
+def home_from_env(environ: Mapping[str, str]) -> tuple[list[Path], str | None]:
+    """The home ``--include-home`` cleans: ``$HOME`` if absolute, else none and the reason.
+
+    A relative HOME would name paths under the current directory, and a blank one says
+    nothing about whose home it is; neither is guessed at.
+    """
+    raw = environ.get("HOME", "")
+    if not raw.strip():
+        return [], "HOME is blank or unset, so no home folder is cleaned"
+    if not os.path.isabs(raw):
+        return [], (
+            f"HOME={raw!r} is relative (it would name paths under the current directory), "
+            "so no home folder is cleaned"
+        )
+    return [Path(raw)], None
+
+
 def token_files(homes: Iterable[Path], hf_home: str | None = None) -> list[Path]:
     """Where huggingface_hub may have stored a token."""
     paths = [Path(hf_home) / "token", Path(hf_home) / "stored_tokens"] if hf_home else []
@@ -100,8 +118,11 @@ def cleanup_targets(
 ) -> list[Target]:
     """Everything to clean for this mode (pure: paths only, nothing is read).
 
-    Nothing outside ``layout.root`` is listed unless ``homes`` or ``hf_home`` name it.
+    Nothing outside ``layout.root`` is listed unless ``homes`` or ``hf_home`` name it, and
+    only absolute ones do: a relative home would name paths under the current directory.
     """
+    homes = [home for home in homes if home.is_absolute()]
+    hf_home = hf_home if hf_home and os.path.isabs(hf_home) else None
     targets = [
         Target(layout.staging, "partial downloads", contents_only=True),
         Target(layout.phoenix / "tmp", "Phoenix temp files"),
@@ -160,16 +181,54 @@ def _is_under(path: Path, parents: Iterable[Path]) -> bool:
     )
 
 
-def _overwrite(path: str, size: int, deadline: float, clock: Callable[[], float]) -> bool:
-    """Overwrite ``size`` bytes of ``path`` with zeros; False when the deadline came first."""
-    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each run of allocated data in the first ``size`` bytes of ``fd``.
+
+    Holes already read as zeros, and writing them would allocate blocks: a sparse 20 GiB file
+    would fill the disk. Where ``SEEK_DATA`` is unsupported the whole file is one run.
+    """
+    seek_data, seek_hole = getattr(os, "SEEK_DATA", None), getattr(os, "SEEK_HOLE", None)
+    if seek_data is None or seek_hole is None:
+        return [(0, size)]
+    extents: list[tuple[int, int]] = []
+    offset = 0
+    try:
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, seek_data)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # nothing but a hole from offset to the end
+                    break
+                raise
+            end = min(os.lseek(fd, start, seek_hole), size) if start < size else start
+            if end <= start:
+                break
+            extents.append((start, end))
+            offset = end
+    except OSError:  # EINVAL and kin: this filesystem cannot tell data from holes
+        return [(0, size)]
+    return extents
+
+
+def _overwrite(path: str, deadline: float, clock: Callable[[], float]) -> bool:
+    """Zero the allocated data of ``path`` in place; False when the deadline came first.
+
+    Writes stay inside the size found at open, so the file never grows. O_NONBLOCK keeps a
+    FIFO swapped in after ``lstat`` from blocking past the deadline.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
         zeros = bytes(CHUNK)
-        done = 0
-        while done < size:
-            if clock() >= deadline:
-                return False
-            done += os.write(fd, zeros[: min(CHUNK, size - done)])
+        for start, end in _data_extents(fd, os.fstat(fd).st_size):
+            offset = start
+            while offset < end:
+                if clock() >= deadline:
+                    return False
+                offset += os.pwrite(fd, zeros[: min(CHUNK, end - offset)], offset)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -179,15 +238,84 @@ def _overwrite(path: str, size: int, deadline: float, clock: Callable[[], float]
 def _remove_file(
     path: str, shred: bool, summary: CleanupSummary, deadline: float, clock: Callable[[], float]
 ) -> None:
-    st = os.lstat(path)
-    if shred and stat.S_ISREG(st.st_mode) and st.st_size:
-        if not _overwrite(path, st.st_size, deadline, clock):
-            summary.timed_out = True
-            return
-        summary.overwritten += 1
-    os.unlink(path)
+    """Overwrite (``shred``) and unlink one file; a failure is recorded under its own path.
+
+    A failed overwrite (ENOSPC on a full or copy-on-write filesystem, EIO) still unlinks:
+    a whole file left behind is worse than one removed without zeroing.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        summary.errors.append(f"{path}: {_reason(exc)}")
+        return
+    regular = stat.S_ISREG(st.st_mode)
+    not_overwritten = ""
+    if shred and regular and st.st_size:
+        try:
+            if not _overwrite(path, deadline, clock):
+                summary.timed_out = True
+                return
+            summary.overwritten += 1
+        except OSError as exc:
+            not_overwritten = f"not overwritten ({_reason(exc)})"
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        done = f"{not_overwritten}, " if not_overwritten else ""
+        summary.errors.append(f"{path}: {done}not removed ({_reason(exc)})")
+        return
+    if not_overwritten:
+        summary.errors.append(f"{path}: {not_overwritten}, removed anyway")
     summary.files += 1
-    summary.bytes += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    summary.bytes += st.st_size if regular else 0
+
+
+def _remove_dir(path: str, summary: CleanupSummary) -> None:
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        # not empty: a protected file, a failure already recorded by its path, or the deadline
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            summary.errors.append(f"{path}: folder not removed ({_reason(exc)})")
+        return
+    summary.dirs += 1
+
+
+def _clean_tree(
+    target: Target,
+    summary: CleanupSummary,
+    deadline: float,
+    clock: Callable[[], float],
+    protected: Sequence[Path],
+) -> None:
+    """Remove a folder's files bottom-up, then its emptied folders, file by file.
+
+    Symlinks to folders are unlinked, never entered. A file that fails is recorded and the
+    walk goes on; its folder then stays (not empty) without a second error.
+    """
+
+    def unlisted(exc: OSError) -> None:
+        summary.errors.append(f"{exc.filename}: not listed ({_reason(exc)})")
+
+    for top, dirs, files in os.walk(target.path, topdown=False, onerror=unlisted):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+            if clock() >= deadline:
+                summary.timed_out = True
+            if summary.timed_out:
+                return
+            full = os.path.join(top, name)
+            if _is_under(Path(full), protected):
+                summary.skipped_protected += 1
+                continue
+            _remove_file(full, target.shred, summary, deadline, clock)
+        if top != str(target.path) or not target.contents_only:
+            _remove_dir(top, summary)
 
 
 def run_cleanup(
@@ -197,7 +325,10 @@ def run_cleanup(
     protected: Sequence[Path] = (),
     clock: Callable[[], float] = time.monotonic,
 ) -> CleanupSummary:
-    """Remove ``targets`` until ``deadline`` (a ``clock()`` value); never under ``protected``."""
+    """Remove ``targets`` until ``deadline`` (a ``clock()`` value); never under ``protected``.
+
+    Each failure is recorded in ``errors`` by the path that failed, and cleaning goes on.
+    """
     start = clock()
     summary = CleanupSummary()
     for target in targets:
@@ -211,31 +342,11 @@ def run_cleanup(
         except FileNotFoundError:
             continue
         except OSError as exc:
-            summary.errors.append(f"{target.path}: {exc.strerror}")
+            summary.errors.append(f"{target.path}: {_reason(exc)}")
             continue
-        try:
-            if not stat.S_ISDIR(st.st_mode):
-                _remove_file(str(target.path), target.shred, summary, deadline, clock)
-                continue
-            for top, dirs, files in os.walk(target.path, topdown=False):
-                for name in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
-                    if clock() >= deadline:
-                        summary.timed_out = True
-                        break
-                    full = os.path.join(top, name)
-                    if _is_under(Path(full), protected):
-                        summary.skipped_protected += 1
-                        continue
-                    _remove_file(full, target.shred, summary, deadline, clock)
-                if summary.timed_out:
-                    break
-                if top != str(target.path) or not target.contents_only:
-                    try:
-                        os.rmdir(top)
-                        summary.dirs += 1
-                    except OSError:
-                        pass  # not empty: a protected file or a timed-out remainder stays
-        except OSError as exc:
-            summary.errors.append(f"{target.path}: {exc.strerror}")
+        if stat.S_ISDIR(st.st_mode):
+            _clean_tree(target, summary, deadline, clock, protected)
+        else:
+            _remove_file(str(target.path), target.shred, summary, deadline, clock)
     summary.seconds = clock() - start
     return summary

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from provisioner.commands.cleanup import ERRORS_SHOWN, error_lines
 from provisioner.layout import Layout
-from provisioner.runtime.cleanup import Target, cleanup_targets, in_phoenix_image, run_cleanup
+from provisioner.runtime.cleanup import (
+    Target,
+    cleanup_targets,
+    home_from_env,
+    in_phoenix_image,
+    run_cleanup,
+)
+from tests.runtime.conftest import REPO
 
 
 def _populate(root: Path, home: Path) -> Layout:
@@ -165,3 +179,167 @@ def test_run_touches_homes_only_inside_the_image(tmp_path: Path) -> None:
     assert homes_to_clean(None, {"PHOENIX_IN_IMAGE": "0"}, []) == []
     inside = homes_to_clean(None, {"PHOENIX_IN_IMAGE": "1"}, [])
     assert inside and all(isinstance(p, Path) for p in inside)
+
+
+def _sparse(path: Path) -> None:
+    """1 GiB apparent size, two small runs of data, holes elsewhere."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        f.truncate(1 << 30)
+        f.write(b"secret at the start")
+        f.seek(1 << 29)
+        f.write(b"secret in the middle")
+
+
+def test_sparse_file_is_overwritten_without_being_filled_in(tmp_path: Path) -> None:
+    big = tmp_path / "ws" / "output" / "big.bin"
+    _sparse(big)
+    witness = tmp_path / "witness"  # a second link keeps the inode to inspect after the unlink
+    witness.hardlink_to(big)
+    before = os.stat(witness).st_blocks
+    summary = run_cleanup(
+        [Target(big.parent, "test", shred=True, contents_only=True)], time.monotonic() + 30
+    )
+    assert not big.exists() and summary.overwritten == 1 and not summary.errors
+    after = os.stat(witness)
+    assert after.st_size == 1 << 30  # never grown
+    assert after.st_blocks * 512 < 1 << 20 and after.st_blocks <= before + 16, after.st_blocks
+    with witness.open("rb") as f:
+        assert f.read(64) == bytes(64)
+        f.seek(1 << 29)
+        assert f.read(64) == bytes(64)
+
+
+def test_without_seek_data_the_whole_file_is_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_lseek = os.lseek
+
+    def no_seek_data(fd: int, pos: int, how: int) -> int:
+        if how in (os.SEEK_DATA, os.SEEK_HOLE):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_lseek(fd, pos, how)
+
+    monkeypatch.setattr(os, "lseek", no_seek_data)
+    secret = tmp_path / "out" / "a.png"
+    secret.parent.mkdir()
+    secret.write_bytes(b"x" * 3000)
+    witness = tmp_path / "witness"
+    witness.hardlink_to(secret)
+    summary = run_cleanup([Target(secret, "test", shred=True)], time.monotonic() + 30)
+    assert summary.overwritten == 1 and not secret.exists()
+    assert witness.read_bytes() == bytes(3000)
+
+
+def test_a_failed_overwrite_still_removes_the_file_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", disk_full)
+    big = tmp_path / "out" / "big.bin"
+    _sparse(big)
+    summary = run_cleanup(
+        [Target(big.parent, "test", shred=True, contents_only=True)], time.monotonic() + 30
+    )
+    assert not big.exists() and summary.files == 1 and summary.overwritten == 0
+    assert summary.errors == [f"{big}: not overwritten (No space left on device), removed anyway"]
+
+
+def test_one_failing_file_does_not_stop_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    layout = _populate(tmp_path / "ws", home)
+    stuck = layout.output / "img.png"
+    real_unlink = os.unlink
+
+    def unlink(path: str, *args: object, **kwargs: object) -> None:
+        if Path(path) == stuck:
+            raise PermissionError(errno.EPERM, "Operation not permitted", path)
+        real_unlink(path)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    summary = run_cleanup(cleanup_targets(layout, "ephemeral", True, [home]), time.monotonic() + 30)
+    assert summary.errors == [f"{stuck}: not removed (Operation not permitted)"]
+    assert f"1 errors (first: {stuck}: not removed" in summary.line()
+    assert stuck.read_bytes() == b"\x00\x00\x00"  # overwritten before the unlink failed
+    assert not (layout.output / "sub").exists()  # its sibling folder went
+    assert not (layout.input / "in.png").exists() and not (layout.logs / "comfyui.log").exists()
+
+
+def test_a_folder_that_cannot_be_removed_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "tmp"
+    (tree / "mnt").mkdir(parents=True)
+    (tree / "mnt" / "f").write_bytes(b"f")
+
+    def busy(path: str, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.EBUSY, "Device or resource busy", path)
+
+    monkeypatch.setattr(os, "rmdir", busy)
+    summary = run_cleanup([Target(tree, "test")], time.monotonic() + 30)
+    assert summary.files == 1
+    assert summary.errors == [
+        f"{tree / 'mnt'}: folder not removed (Device or resource busy)",
+        f"{tree}: folder not removed (Device or resource busy)",
+    ]
+
+
+def test_error_lines_name_each_path_then_a_hint() -> None:
+    assert error_lines([]) == []
+    lines = error_lines(["/w/output/a.png: not removed (Operation not permitted)"])
+    assert lines[0] == "  error: /w/output/a.png: not removed (Operation not permitted)"
+    assert lines[-1].startswith("  hint: ") and "chattr -i" in lines[-1]
+    many = error_lines([f"/w/{i}: not removed (x)" for i in range(ERRORS_SHOWN + 5)])
+    assert len(many) == ERRORS_SHOWN + 2 and many[-2] == "  ... and 5 more"
+
+
+@pytest.mark.parametrize(
+    ("environ", "why"),
+    [
+        ({}, "blank or unset"),
+        ({"HOME": ""}, "blank or unset"),
+        ({"HOME": "  "}, "blank or unset"),
+        ({"HOME": "home/me"}, "HOME='home/me' is relative"),
+        ({"HOME": "."}, "HOME='.' is relative"),
+    ],
+)
+def test_only_an_absolute_home_is_cleaned(environ: dict[str, str], why: str) -> None:
+    homes, why_not = home_from_env(environ)
+    assert homes == [] and why_not is not None and why in why_not
+    assert home_from_env({"HOME": "/root"}) == ([Path("/root")], None)
+
+
+def test_relative_homes_and_hf_home_are_never_targets(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "ws")
+    targets = cleanup_targets(layout, "ephemeral", True, [Path("home"), Path(".")], hf_home="hf")
+    assert all(t.path.is_relative_to(layout.root) for t in targets)
+
+
+@pytest.mark.parametrize("home", ["", "rel"])
+def test_include_home_with_a_blank_or_relative_home_is_skipped(tmp_path: Path, home: str) -> None:
+    root, cwd = tmp_path / "ws", tmp_path / "cwd"
+    root.mkdir()
+    planted = [
+        cwd / ".bash_history",
+        cwd / "rel" / ".bash_history",
+        cwd / "rel" / ".cache" / "pip" / "x",
+    ]
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"keep me")
+    done = subprocess.run(
+        [sys.executable, "-m", "provisioner", "cleanup", "--root", str(root), "--mode",
+         "ephemeral", "--include-home"],
+        cwd=cwd,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": home},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "warning: env:HOME: " in done.stderr and "no home folder is cleaned" in done.stderr
+    assert all(p.read_bytes() == b"keep me" for p in planted)
