@@ -57,19 +57,24 @@ def lock_path_for(manifest_path: str | None, cwd: Path | None = None) -> Path:
 
 
 def desired_hash(desired: DesiredState) -> str:
-    """SHA256 over what the lock pins: each model's and node's identity and request.
+    """SHA256 over what the lock reviews: each model's and node's identity and request, the
+    extra packages and the ComfyUI repo/ref.
 
     Built from the merged state, so an env var that adds or changes an item changes it too;
     settings the lock does not cover (ports, services) do not.
     """
     from provisioner.actions.models import request_key
 
+    comfy = desired.manifest.comfyui
     body = {
         "models": sorted((m.id, request_key(m)) for m in desired.models),
         "nodes": sorted(
             (n.id, json.dumps(n.spec.model_dump(mode="json"), sort_keys=True))
             for n in desired.nodes
         ),
+        # not pinned by the lock, but `apply --locked` must not install what was not reviewed
+        "packages": sorted(p.requirement for p in desired.packages),
+        "comfyui": [comfy.repo, comfy.ref],
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -165,7 +170,10 @@ def lock_drift(desired: DesiredState, lock: LockFile) -> list[str]:
     out += [f"{n.id} is not in the lock file" for n in desired.nodes if n.id not in lock.nodes]
     out += [f"{nid} is locked but no longer desired" for nid in lock.nodes if nid not in node_ids]
     if not out and lock.desired_hash != desired_hash(desired):
-        out.append("an entry's options changed since the lock was written")
+        out.append(
+            "packages, the ComfyUI repo/ref or an entry's options changed since the lock was "
+            "written"
+        )
     return out
 
 

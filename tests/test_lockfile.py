@@ -67,12 +67,18 @@ def test_round_trip_and_mode(tmp_path: Path) -> None:
 
 
 def test_desired_hash_tracks_items_not_unrelated_settings(tmp_path: Path) -> None:
-    base, _, _ = desired_from(tmp_path, FLUX_SET)
-    same, _, _ = desired_from(tmp_path, FLUX_SET + "comfyui:\n  port: 9999\n")
-    other, _, _ = desired_from(tmp_path, FLUX_SET.replace("FLUX.1-dev", "FLUX.1-schnell"))
-    env, _, _ = desired_from(tmp_path, FLUX_SET, {"CIVITAI_LORAS_TO_DOWNLOAD": "1"})
+    comfy = f"comfyui:\n  repo: https://example.com/ComfyUI.git\n  ref: {'a' * 40}\n"
+    base, _, _ = desired_from(tmp_path, FLUX_SET + comfy)
+    same, _, _ = desired_from(tmp_path, FLUX_SET + comfy + "  port: 9999\n")
+    other, _, _ = desired_from(
+        tmp_path, FLUX_SET.replace("FLUX.1-dev", "FLUX.1-schnell") + comfy
+    )
+    env, _, _ = desired_from(tmp_path, FLUX_SET + comfy, {"CIVITAI_LORAS_TO_DOWNLOAD": "1"})
+    package, _, _ = desired_from(tmp_path, FLUX_SET + comfy + "packages: [numpy<3]\n")
+    moved, _, _ = desired_from(tmp_path, FLUX_SET + comfy.replace("a" * 40, "b" * 40))
     assert desired_hash(base) == desired_hash(same)
-    assert len({desired_hash(base), desired_hash(other), desired_hash(env)}) == 3
+    hashes = {desired_hash(d) for d in (base, other, env, package, moved)}
+    assert len(hashes) == 5  # packages and the ComfyUI ref are reviewed with the lock too
 
 
 def test_drift_messages_and_pins(tmp_path: Path) -> None:
