@@ -60,8 +60,10 @@ def write_output(path: Path, text: str, what: str) -> None:
     try:
         atomic_write_text(path, text, mode=0o644)
     except OSError as exc:
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is not a folder" if blocker else exc.strerror or str(exc)
         raise PhoenixError(
-            f"cannot write {what}: {exc.strerror or exc}",
+            f"cannot write {what}: {why}",
             where=str(path),
             hint="give a file path in a writable folder (a folder or device there is not replaced)",
         ) from exc

@@ -47,5 +47,7 @@ def test_write_output_names_the_path_and_dash_is_stdout(
             write_output(path, "x", "the snapshot")
         text = info.value.render()
         assert text.startswith(f"{path}: cannot write the snapshot: ") and "hint:" in text
+    with pytest.raises(PhoenixError, match=r"afile is not a folder"):
+        write_output(tmp_path / "afile" / "deeper" / "x.json", "x", "the lock file")
     write_output(tmp_path / "new" / "x.json", "ok", "the snapshot")
     assert (tmp_path / "new" / "x.json").stat().st_mode & 0o777 == 0o644

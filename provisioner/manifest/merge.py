@@ -183,7 +183,11 @@ def _apply_env_scalars(data: dict[str, Any], env: Mapping[str, str]) -> dict[str
             try:
                 flag = parse_bool(raw)
             except ValueError as exc:
-                raise EnvError(f"invalid value {raw!r}: {exc}", where=f"env:{var.name}") from None
+                raise EnvError(
+                    f"invalid value {raw!r}: {exc}",
+                    where=f"env:{var.name}",
+                    hint="or unset it to use the default",
+                ) from None
             value = ("volume" if flag else "ephemeral") if var.name == "USE_VOLUME" else flag
         elif not raw.strip():
             raise EnvError(
@@ -235,7 +239,11 @@ def _env_items(name: str, value: str, entry: Callable[[str], Any]) -> list[_Sour
         try:
             out.append(_Sourced(entry(item), where))
         except ValueError as exc:
-            raise EnvError(f"invalid item {item!r}: {exc}", where=where) from None
+            raise EnvError(
+                f"invalid item {item!r}: {exc}",
+                where=where,
+                hint=f"fix or remove that item; {name}: {BY_NAME[name].help}",
+            ) from None
     return out
 
 
