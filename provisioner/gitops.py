@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,11 @@ from provisioner import proc
 from provisioner.errors import GitError
 from provisioner.fsio import staging_dir
 
-HEX40 = re.compile(r"^[0-9a-f]{40}$")
-_URL_OK = re.compile(r"^(https://\S+|ssh://\S+|git@[^\s:]+:\S+|file://\S+)$")
+#: a full commit id; ``\Z``, not ``$``, which would also accept a trailing newline
+HEX40 = re.compile(r"\A[0-9a-f]{40}\Z")
+_URL_OK = re.compile(r"\A(https://\S+|ssh://\S+|git@[^\s:]+:\S+|file://\S+)\Z")
+#: the files read under ``.git`` (HEAD, config, refs) are small; anything bigger is not git's
+MAX_GIT_FILE_BYTES = 1024 * 1024
 #: a remote that answers nothing for this long (bytes/s below the limit) is given up on
 CLONE_TIMEOUT = 900.0
 LOCAL_TIMEOUT = 120.0
@@ -167,14 +171,35 @@ def is_dirty(repo: Path) -> bool:
     return bool(result.output.strip())
 
 
-def origin_url(repo: Path) -> str | None:
-    """The ``origin`` remote's URL, read from ``.git/config`` (no process)."""
-    gitdir = git_dir(repo)
-    if gitdir is None:
+def _read_git_file(path: Path) -> str | None:
+    """The text of a small regular file under ``.git``; None when it is missing, not a regular
+    file (a FIFO would block), too big, not UTF-8 or holds a NUL byte: "unknown", never raised.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (OSError, ValueError):
         return None
     try:
-        text = (gitdir / "config").read_text(encoding="utf-8")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_GIT_FILE_BYTES:
+            return None
+        raw = os.read(fd, MAX_GIT_FILE_BYTES + 1)
     except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if "\x00" in text or len(raw) > MAX_GIT_FILE_BYTES else text
+
+
+def origin_url(repo: Path) -> str | None:
+    """The ``origin`` remote's URL, read from ``.git/config`` (no process); None if unknown."""
+    gitdir = git_dir(repo)
+    text = _read_git_file(gitdir / "config") if gitdir is not None else None
+    if text is None:
         return None
     section = None
     for raw in text.splitlines():
@@ -184,8 +209,17 @@ def origin_url(repo: Path) -> str | None:
         elif section == '[remote "origin"]' and line.startswith("url"):
             key, _, value = line.partition("=")
             if key.strip() == "url":
-                return value.strip()
+                return value.strip() or None
     return None
+
+
+def _resolve(base: Path, target: str) -> Path | None:
+    """``target`` (absolute, or relative to ``base``) as an absolute path; None if unusable."""
+    try:
+        path = Path(target)
+        return path if path.is_absolute() else (base / path).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+        return None
 
 
 def git_dir(repo: Path) -> Path | None:
@@ -193,51 +227,62 @@ def git_dir(repo: Path) -> Path | None:
     dotgit = repo / ".git"
     if dotgit.is_dir():
         return dotgit
-    if dotgit.is_file():
-        try:
-            line = dotgit.read_text(encoding="utf-8").strip()
-        except OSError:
-            return None
-        if line.startswith("gitdir:"):
-            target = Path(line[len("gitdir:") :].strip())
-            return target if target.is_absolute() else (repo / target).resolve()
+    text = _read_git_file(dotgit)
+    if text is None:
+        return None
+    line = text.strip()
+    if not line.startswith("gitdir:") or not line[len("gitdir:") :].strip():
+        return None
+    return _resolve(repo, line[len("gitdir:") :].strip())
+
+
+def _is_ref_name(ref: str) -> bool:
+    """A ref HEAD may name: under ``refs/``, no ``..`` or empty component (no path escapes)."""
+    parts = ref.split("/")
+    return parts[0] == "refs" and len(parts) > 1 and all(p not in {"", ".", ".."} for p in parts)
+
+
+def _common_dir(gitdir: Path) -> Path | None:
+    """Where shared refs live: ``commondir`` (a linked worktree) or the git dir itself."""
+    text = _read_git_file(gitdir / "commondir")
+    if text is None:
+        return None if (gitdir / "commondir").exists() else gitdir
+    return _resolve(gitdir, text.strip()) if text.strip() else None
+
+
+def _read_ref(gitdir: Path, ref: str) -> str | None:
+    """The commit ``ref`` names, from loose refs (git dir, then common dir) or packed-refs."""
+    common = _common_dir(gitdir)
+    if common is None:
+        return None
+    for base in (gitdir, common):
+        value = _read_git_file(base / ref)
+        if value is not None and HEX40.match(value.strip()):
+            return value.strip()
+    packed = _read_git_file(common / "packed-refs")
+    for line in (packed or "").splitlines():
+        sha, _, name = line.partition(" ")
+        if name == ref and HEX40.match(sha):
+            return sha
     return None
 
 
 def read_head(repo: Path) -> str | None:
-    """The commit HEAD points at, read from files (loose or packed refs); None if unknown."""
+    """The commit HEAD points at, read from files (loose or packed refs); None if unknown.
+
+    Broken metadata (not UTF-8, NUL bytes, a FIFO, a ref outside ``refs/``) is unknown too.
+    """
     gitdir = git_dir(repo)
-    if gitdir is None:
+    text = _read_git_file(gitdir / "HEAD") if gitdir is not None else None
+    if gitdir is None or text is None:
         return None
-    try:
-        head = (gitdir / "HEAD").read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
+    head = text.strip()
     if HEX40.match(head):
         return head
     if not head.startswith("ref:"):
         return None
     ref = head[4:].strip()
-    common = gitdir
-    commondir = gitdir / "commondir"
-    if commondir.is_file():
-        common = (gitdir / commondir.read_text(encoding="utf-8").strip()).resolve()
-    for base in (gitdir, common):
-        try:
-            value = (base / ref).read_text(encoding="utf-8").strip()
-        except OSError:
-            continue
-        if HEX40.match(value):
-            return value
-    try:
-        packed = (common / "packed-refs").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    for line in packed.splitlines():
-        sha, _, name = line.partition(" ")
-        if name == ref and HEX40.match(sha):
-            return sha
-    return None
+    return _read_ref(gitdir, ref) if _is_ref_name(ref) else None
 
 
 def resolve_ref(url: str, ref: str | None) -> str:

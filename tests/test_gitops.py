@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,68 @@ def test_submodule_on_a_blocked_transport_fails(repo: Repo, tmp_path: Path) -> N
         gitops.materialize(repo.url, "main", dest, tmp_path / "staging", what="node evil")
     assert "submodule" in info.value.message and "'ext' not allowed" in info.value.message
     assert not dest.exists()
+
+
+def _break(repo: Repo, name: str, content: bytes) -> None:
+    target = repo.path / ".git" / name
+    if name == "packed-refs":
+        repo.git("pack-refs", "--all")
+        (repo.path / ".git/refs/heads/main").unlink(missing_ok=True)
+    target.unlink(missing_ok=True)
+    if content == b"FIFO":
+        os.mkfifo(target)
+    else:
+        target.write_bytes(content)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("HEAD", b"ref: refs/heads/\xff\n"),
+        ("HEAD", b"ref: refs/heads/ma\x00in\n"),
+        ("HEAD", b"\xfe\xff"),
+        ("HEAD", b"FIFO"),  # reading it must not block
+        ("HEAD", b"ref: ../../../../../../etc/hostname\n"),  # outside refs/: not followed
+        ("packed-refs", b"\xff\x00 refs/heads/main\n"),
+        ("commondir", b"..\x00/elsewhere\n"),
+        ("commondir", b"\xff\n"),
+    ],
+)
+def test_broken_git_metadata_means_unknown(repo: Repo, name: str, content: bytes) -> None:
+    _break(repo, name, content)
+    assert gitops.read_head(repo.path) is None
+
+
+@pytest.mark.parametrize("content", [b'[remote "origin"]\n  url = \xff\n', b"\x00", b"FIFO"])
+def test_broken_git_config_means_no_origin(repo: Repo, content: bytes) -> None:
+    _break(repo, "config", content)
+    assert gitops.origin_url(repo.path) is None
+
+
+@pytest.mark.parametrize(
+    "content", [b"gitdir: \xff\n", b"gitdir: /tmp/x\x00y\n", b"gitdir:\n", b"gitdir: loop\n"]
+)
+def test_broken_gitdir_file_means_no_repository(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / ".git").write_bytes(content)
+    (tmp_path / "loop").symlink_to("loop")
+    assert gitops.read_head(tmp_path) is None and gitops.origin_url(tmp_path) is None
+
+
+def test_gitdir_file_of_a_worktree_is_followed(repo: Repo, tmp_path: Path) -> None:
+    repo.git("worktree", "add", "--quiet", "--detach", str(tmp_path / "wt"))
+    assert gitops.read_head(tmp_path / "wt") == repo.git("rev-parse", "HEAD")
+    repo.git("worktree", "add", "--quiet", "-b", "side", str(tmp_path / "wt2"))
+    repo.git("pack-refs", "--all")  # the branch is found through commondir + packed-refs
+    assert gitops.read_head(tmp_path / "wt2") == repo.git("rev-parse", "HEAD")
+
+
+def test_a_trailing_newline_is_not_a_commit_or_a_url() -> None:
+    assert gitops.HEX40.match("a" * 40)
+    assert not gitops.HEX40.match("a" * 40 + "\n")
+    with pytest.raises(GitError):
+        gitops.check_url("https://github.com/o/r\n")
+
+
+def test_a_commit_with_a_trailing_newline_is_resolved_as_a_ref(repo: Repo) -> None:
+    with pytest.raises(GitError, match="not found"):
+        gitops.resolve_ref(repo.url, "f" * 40 + "\n")
