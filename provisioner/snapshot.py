@@ -23,12 +23,15 @@ from provisioner import gitops, pyenv
 from provisioner.errors import GitError, ManifestError
 from provisioner.guard import is_guarded
 from provisioner.layout import Layout
+from provisioner.manifest.items import credential_in_url, parse_node_item
+from provisioner.manifest.load import format_keypath
 from provisioner.requirements import parse_requirement
 from provisioner.state import State
 
 #: ``pip freeze`` leaves these out; so does an export, and an import skips them
 TOOLING = frozenset({"pip", "setuptools", "wheel", "distribute", "uv"})
 PIP_MODES = ("none", "pinned", "all")
+_HTTP = frozenset({"http", "https"})
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ def parse_snapshot(text: str, name: str) -> Snapshot:
     except (json.JSONDecodeError, YAMLError, RecursionError) as exc:
         what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise ManifestError(f"not a ComfyUI-Manager snapshot: {what}", where=name) from exc
+    _check_unicode(data, name)
     if isinstance(data, dict) and set(data) == {"custom_nodes"}:
         data = data["custom_nodes"]  # the Manager's YAML form
     if not isinstance(data, dict) or not ({"comfyui", "git_custom_nodes"} & set(data)):
@@ -116,6 +120,38 @@ def parse_snapshot(text: str, name: str) -> Snapshot:
     )
 
 
+def _check_unicode(data: Any, name: str) -> None:
+    """Every key and string can be written as UTF-8: JSON's ``"\\ud800"`` (a lone surrogate)
+    parses to a string that no manifest, log or terminal can hold."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
+    while stack:  # a loop, not recursion: the parser allowed nesting deeper than a stack frame
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(path, "key", key, name)
+                stack.append(((*path, str(key)), item))
+        elif isinstance(value, list):
+            stack.extend(((*path, i), item) for i, item in enumerate(value))
+        else:
+            _check_text(path, "value", value, name)
+
+
+def _check_text(path: tuple[str | int, ...], what: str, value: Any, name: str) -> None:
+    if not isinstance(value, str):
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        shown = ascii(value if len(value) <= 60 else value[:57] + "...")
+        raise ManifestError(
+            f"at {format_keypath(path)}: {what} {shown} is not valid Unicode "
+            f"({value[exc.start]!a} cannot be written as UTF-8)",
+            where=name,
+            hint="remove the \\uXXXX escape of a lone surrogate, or save the snapshot again "
+            "with ComfyUI-Manager",
+        ) from None
+
+
 def dump_snapshot(snap: Snapshot, fmt: str) -> str:
     """Write ``snap`` as the Manager does: indented JSON, or YAML under ``custom_nodes:``."""
     if fmt == "json":
@@ -146,6 +182,73 @@ class Imported:
         return out
 
 
+def without_credentials(url: str) -> tuple[str, list[str]]:
+    """``url`` without what must not be written down, and what that was (empty: nothing).
+
+    Removed: a user name or password before the host (only the password for ``ssh://``, whose
+    user name is the login, e.g. ``git@``), a ``?query`` and a ``#fragment`` (tokens travel
+    there). ``git@host:path`` carries neither.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url, []
+    cut = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    netloc, tail = rest[: min(cut, default=len(rest))], rest[min(cut, default=len(rest)) :]
+    removed: list[str] = []
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        keep_user = scheme.lower() not in _HTTP and bool(user)
+        if colon or not keep_user:
+            removed.append("a user name or password before the host")
+        netloc = f"{user}@{host}" if keep_user else host
+    path = tail.split("?", 1)[0].split("#", 1)[0]
+    if path != tail:
+        removed.append("a ?query or #fragment")
+    return f"{scheme}://{netloc}{path}", removed
+
+
+def _shown(url: str) -> str:
+    """``url`` as a report may print it: without credentials, quoted if it holds a newline or
+    another unprintable character (a report line stays one line)."""
+    clean = without_credentials(url)[0]
+    return clean if clean.isprintable() else ascii(clean)
+
+
+def _node_entry(
+    url: str, entry: GitNode, taken: dict[str, str]
+) -> tuple[dict[str, str] | None, str | None]:
+    """``(node entry, report)`` for one git node, checked as the manifest loader will check it.
+
+    ``taken`` maps each folder name already imported to its URL (two URLs ending in the same
+    repository name would claim one folder under ``custom_nodes/``).
+    """
+    where = f"node {_shown(url)}"
+    if entry.disabled:
+        return None, f"{where}: disabled in the snapshot"
+    try:
+        item = parse_node_item(url)  # first: it refuses credentials without quoting them
+        gitops.check_url(url)
+    except GitError as exc:
+        return None, f"{where}: {exc.message}"
+    except ValueError as exc:
+        return None, f"{where}: {exc}"
+    if item.url != url or item.ref is not None:
+        return None, (
+            f"{where}: not a plain repository URL (space around it, or an '@ref' suffix); "
+            "add it under nodes: by hand"
+        )
+    if not gitops.HEX40.match(entry.hash):
+        return None, f"{where}: hash {entry.hash!r} is not a commit"
+    if item.name in taken:
+        return None, (
+            f"{where}: folder custom_nodes/{item.name} is already taken by "
+            f"{_shown(taken[item.name])} (add it under nodes: with a distinct name:)"
+        )
+    taken[item.name] = url
+    return {"url": url, "ref": entry.hash}, None
+
+
 def _pip_entry(key: str, value: str, mode: str) -> tuple[str | None, str | None]:
     """``(requirement, report)`` for one ``pips`` entry."""
     if key.startswith("-e") or key.startswith("--"):
@@ -155,6 +258,11 @@ def _pip_entry(key: str, value: str, mode: str) -> tuple[str | None, str | None]
         req = parse_requirement(requirement)
     except ValueError as exc:
         return None, f"pip {key!r}: {exc}"
+    if req.url and credential_in_url(req.url):
+        return None, (
+            f"pip {req.name} @ {_shown(req.url)}: the URL carries a credential "
+            f"({credential_in_url(req.url)}); not written to a manifest"
+        )
     if req.url and req.url.startswith("file:"):
         return None, f"pip {requirement}: a local file on the old machine"
     if req.url and mode != "all":
@@ -171,19 +279,13 @@ def import_snapshot(snap: Snapshot, pips: str = "pinned") -> Imported:
     """Turn a snapshot into manifest entries; every item left out gets a report line."""
     reports: list[str] = []
     nodes: list[dict[str, str]] = []
+    taken: dict[str, str] = {}
     for url, entry in snap.git_custom_nodes.items():
-        if entry.disabled:
-            reports.append(f"node {url}: disabled in the snapshot")
-            continue
-        try:
-            gitops.check_url(url)
-        except GitError as exc:
-            reports.append(f"node {url}: {exc.message}")
-            continue
-        if not gitops.HEX40.match(entry.hash):
-            reports.append(f"node {url}: hash {entry.hash!r} is not a commit")
-            continue
-        nodes.append({"url": url, "ref": entry.hash})
+        node, report = _node_entry(url, entry, taken)
+        if node is not None:
+            nodes.append(node)
+        if report is not None:
+            reports.append(report)
     for name, version in snap.cnr_custom_nodes.items():
         reports.append(
             f"registry node {name}@{version}: Comfy registry nodes cannot be resolved offline "
@@ -194,22 +296,34 @@ def import_snapshot(snap: Snapshot, pips: str = "pinned") -> Imported:
             f"single-file node {item.get('filename')}: not a git repository "
             "(copy it into custom_nodes/ yourself)"
         )
-    packages: list[str] = []
-    if pips == "none":
-        if snap.pips:
-            reports.append(f"{len(snap.pips)} pip entries skipped (--pips none)")
-    else:
-        for key, value in snap.pips.items():
-            requirement, report = _pip_entry(key, value, pips)
-            if requirement:
-                packages.append(requirement)
-            if report:
-                reports.append(report)
+    packages = _packages(snap.pips, pips, reports)
     comfy = snap.comfyui
     if comfy is not None and not gitops.HEX40.match(comfy):
         reports.append(f"comfyui {comfy!r} is not a commit")
         comfy = None
     return Imported(comfy, tuple(nodes), tuple(packages), tuple(reports))
+
+
+def _packages(pips: dict[str, str], mode: str, reports: list[str]) -> list[str]:
+    """The ``pips`` as requirements, one per distribution (a manifest names each package once);
+    every entry left out is added to ``reports``."""
+    if mode == "none":
+        if pips:
+            reports.append(f"{len(pips)} pip entries skipped (--pips none)")
+        return []
+    packages: dict[str, str] = {}
+    for key, value in pips.items():
+        requirement, report = _pip_entry(key, value, mode)
+        if report:
+            reports.append(report)
+        if not requirement:
+            continue
+        name = canonicalize_name(parse_requirement(requirement).name)
+        if name in packages:
+            reports.append(f"pip {requirement}: {name} is already imported as {packages[name]!r}")
+            continue
+        packages[name] = requirement
+    return list(packages.values())
 
 
 def render_manifest(imported: Imported, source: str) -> str:
@@ -233,7 +347,9 @@ def export_snapshot(
     notes: list[str] = []
     comfy = gitops.read_head(comfyui_path) or state.comfyui_commit
     if comfy is None:
-        notes.append(f"{comfyui_path}: no ComfyUI checkout; comfyui left empty")
+        notes.append(
+            f"{comfyui_path}: no ComfyUI checkout (or its HEAD is unreadable); comfyui left empty"
+        )
     nodes: dict[str, GitNode] = {}
     files: list[dict[str, Any]] = []
     root = layout.custom_nodes
@@ -242,21 +358,57 @@ def export_snapshot(
         name = path.name
         if name in {"__pycache__", ".disabled"} or name.startswith("."):
             continue
+        if not _is_text(name):
+            notes.append(f"custom_nodes/{ascii(name)[1:-1]}: name is not UTF-8; not exported")
+            continue
         if path.is_file() and name.endswith((".py", ".py.disabled")):
             files.append({"filename": name, "disabled": name.endswith(".disabled")})
             continue
         if not path.is_dir():
             continue
-        head = gitops.read_head(path)
-        base = name.removesuffix(".disabled")
-        record = state.nodes.get(base)
-        url = record.url if record is not None else gitops.origin_url(path)
-        if head is None or url is None:
-            notes.append(f"custom_nodes/{name}: not a git checkout with an origin; not exported")
-            continue
-        nodes[url] = GitNode(head, name.endswith(".disabled"))
+        node, note = _exported_node(path, state)
+        if note is not None:
+            notes.append(note)
+        if node is not None and node[0] in nodes:
+            notes.append(f"custom_nodes/{name}: same origin as another folder; exported once")
+        elif node is not None:
+            nodes[node[0]] = node[1]
     pips: dict[str, str] = {}
     for key, dist in sorted(pyenv.installed_distributions(python).dists.items()):
         if key not in TOOLING:
             pips[f"{dist.name}=={dist.version}"] = ""
     return Snapshot(comfy, nodes, {}, tuple(files), pips), notes
+
+
+def _is_text(name: str) -> bool:
+    """A file name that a snapshot (UTF-8) can hold: not undecodable bytes (surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _exported_node(path: Path, state: State) -> tuple[tuple[str, GitNode] | None, str | None]:
+    """``((url, node), note)`` for one folder under ``custom_nodes/``.
+
+    The URL is written without credentials: a snapshot is shared and kept, and the note says
+    what was removed (never the secret itself).
+    """
+    name = path.name
+    head = gitops.read_head(path)
+    record = state.nodes.get(name.removesuffix(".disabled"))
+    url = record.url if record is not None else gitops.origin_url(path)
+    if head is None or url is None:
+        return None, (
+            f"custom_nodes/{name}: no readable HEAD commit and origin URL (not a git checkout, "
+            "or its .git is damaged); not exported"
+        )
+    clean, removed = without_credentials(url)
+    note = None
+    if removed:
+        note = (
+            f"custom_nodes/{name}: its origin URL carried {' and '.join(removed)}; exported "
+            f"as {clean} (a private repository needs ssh:// and a key on the new machine)"
+        )
+    return (clean, GitNode(head, name.endswith(".disabled"))), note

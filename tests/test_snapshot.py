@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,17 +14,22 @@ from ruamel.yaml import YAML
 
 from provisioner import cli
 from provisioner.actions import comfyui, nodes, packages
+from provisioner.commands.import_snapshot import MAX_SNAPSHOT_BYTES, check_loads
 from provisioner.errors import ManifestError
 from provisioner.layout import Layout
+from provisioner.manifest.merge import load_desired
 from provisioner.manifest.models import Manifest
 from provisioner.snapshot import (
     GitNode,
     Snapshot,
     dump_snapshot,
+    export_snapshot,
     import_snapshot,
     parse_snapshot,
     render_manifest,
+    without_credentials,
 )
+from provisioner.state import State
 from tests.software_fixtures.gitrepo import Repo, node_repo
 from tests.software_fixtures.helpers import apply_ctx, desired_of, observe_ctx, versions
 from tests.software_fixtures.wheels import build_wheel
@@ -252,3 +259,182 @@ def test_round_trip_import_apply_export(
     yaml_out = tmp_path / "exported.yaml"
     assert cli.main([*argv, "-o", str(yaml_out)]) == 0
     assert parse_snapshot(yaml_out.read_text(), yaml_out.name) == back
+
+
+HASH = "c" * 40
+
+
+@pytest.mark.parametrize(
+    ("url", "clean", "removed"),
+    [
+        ("https://user:ghp_SECRET@github.com/a/n", "https://github.com/a/n", 1),
+        ("https://ghp_SECRET@github.com/a/n.git", "https://github.com/a/n.git", 1),
+        ("https://github.com/a/n?token=SECRET#x", "https://github.com/a/n", 1),
+        ("https://u:p@github.com/a/n?access_token=t", "https://github.com/a/n", 2),
+        ("ssh://git:SECRET@host/a/n", "ssh://git@host/a/n", 1),
+        ("ssh://git@host:2222/a/n", "ssh://git@host:2222/a/n", 0),
+        ("git@github.com:a/n.git", "git@github.com:a/n.git", 0),
+        ("https://github.com/a/n", "https://github.com/a/n", 0),
+    ],
+)
+def test_without_credentials(url: str, clean: str, removed: int) -> None:
+    assert without_credentials(url)[0] == clean and len(without_credentials(url)[1]) == removed
+
+
+def _checkout(path: Path, origin: str) -> str:
+    repo = Repo(path)
+    repo.git("remote", "add", "origin", origin)
+    return repo.commit({"__init__.py": "\n"}, "v1")
+
+
+def test_export_never_writes_credentials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layout = Layout(tmp_path / "root")
+    one = _checkout(layout.custom_nodes / "n1", "https://user:ghp_SECRET@github.com/a/n1")
+    two = _checkout(layout.custom_nodes / "n2", "https://github.com/a/n2.git?token=SECRET")
+    out = tmp_path / "snap.json"
+    argv = ["export-snapshot", "--root", str(layout.root), "--comfyui", str(tmp_path / "no")]
+    assert cli.main([*argv, "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "SECRET" not in out.read_text() and "SECRET" not in err
+    assert parse_snapshot(out.read_text(), out.name).git_custom_nodes == {
+        "https://github.com/a/n1": GitNode(one),
+        "https://github.com/a/n2.git": GitNode(two),
+    }
+    assert "custom_nodes/n1: its origin URL carried a user name or password" in err
+    assert "custom_nodes/n2: its origin URL carried a ?query" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("HEAD", b"ref: refs/heads/\xff\n"),
+        ("HEAD", b"ref: refs/heads/ma\x00in\n"),
+        ("config", b'[remote "origin"]\n  url = https://x/\xff\n'),
+        ("commondir", b"\x00"),
+    ],
+)
+def test_export_of_broken_git_metadata_is_a_note(
+    tmp_path: Path, name: str, content: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layout = Layout(tmp_path / "root")
+    _checkout(layout.custom_nodes / "n", "https://github.com/a/n")
+    (layout.custom_nodes / "n" / ".git" / name).write_bytes(content)
+    comfy = layout.custom_nodes / "n"  # --comfyui at the same broken checkout
+    argv = ["export-snapshot", "--root", str(layout.root), "--comfyui", str(comfy)]
+    assert cli.main([*argv, "-o", str(tmp_path / "s.json")]) == 0
+    snap = parse_snapshot((tmp_path / "s.json").read_text(), "s.json")
+    assert snap.git_custom_nodes == {}
+    assert "custom_nodes/n: no readable HEAD commit and origin URL" in capsys.readouterr().err
+    if name != "config":
+        assert snap.comfyui is None
+
+
+def test_export_of_a_gitdir_file_with_a_nul_byte(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "root")
+    (layout.custom_nodes / "n").mkdir(parents=True)
+    (layout.custom_nodes / "n" / ".git").write_bytes(b"gitdir: /x\x00y\n")
+    snap, notes = export_snapshot(layout, tmp_path / "no", State(), Path(sys.executable))
+    assert snap.git_custom_nodes == {} and any("custom_nodes/n:" in n for n in notes)
+
+
+def test_a_commit_with_a_trailing_newline_is_not_imported() -> None:
+    snap = Snapshot(HASH + "\n", {"https://github.com/a/n": GitNode(HASH + "\n")}, {}, (), {})
+    imported = import_snapshot(snap)
+    assert imported.comfyui_ref is None and imported.nodes == ()
+    assert len(imported.reports) == 2 and all("is not a commit" in r for r in imported.reports)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('{"comfyui": null, "git_custom_nodes": {}, "pips": {"\\ud800": ""}}', "at pips: key"),
+        ('{"comfyui": "\\udfff", "git_custom_nodes": {}}', "at comfyui: value"),
+        (
+            '{"git_custom_nodes": {"https://g/x": {"hash": "a\\ud800"}}}',
+            "at git_custom_nodes.https://g/x.hash: value",
+        ),
+    ],
+)
+def test_lone_surrogates_are_refused_at_parse_time(
+    tmp_path: Path, text: str, needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ManifestError) as info:
+        parse_snapshot(text, "s.json")
+    assert info.value.where == "s.json" and needle in info.value.message
+    assert "is not valid Unicode" in info.value.message and info.value.hint
+    snap = tmp_path / "s.json"
+    snap.write_text(text)
+    assert cli.main(["import-snapshot", str(snap)]) == 1
+    assert f"{snap}: {needle}" in capsys.readouterr().err
+
+
+def test_import_refuses_a_fifo_a_directory_and_a_huge_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # with no writer, reading it would block forever
+    assert cli.main(["import-snapshot", str(fifo)]) == 1
+    assert f"{fifo}: cannot read snapshot: a pipe or device" in capsys.readouterr().err
+    assert cli.main(["import-snapshot", str(tmp_path)]) == 1
+    assert "cannot read snapshot: a directory" in capsys.readouterr().err
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as fh:
+        fh.truncate(MAX_SNAPSHOT_BYTES + 1)
+    assert cli.main(["import-snapshot", str(huge)]) == 1
+    err = capsys.readouterr().err
+    assert f"{huge}: cannot read snapshot: file is {MAX_SNAPSHOT_BYTES + 1} bytes" in err
+
+
+BAD_NODES = {
+    "https://user:ghp_SECRET@github.com/a/creds": "credentials inside a node URL",
+    "https://github.com/a/query?token=SECRET": "takes no ?query",
+    "https://github.com/a/..": "cannot derive a folder name",
+    "https://github.com/a/we!rd": "cannot derive a folder name",
+    "https://github.com/b/dup.git": "custom_nodes/dup is already taken by https://github.com/a/dup",
+    "https://github.com/a/suffix@v1": "an '@ref' suffix",
+    "https://github.com/a/space\n": "space around it",
+    "http://github.com/a/plain": "plain http://",
+}
+
+
+def test_import_skips_nodes_the_manifest_would_reject(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    urls = ["https://github.com/a/dup", *BAD_NODES, "ssh://git@host/a/ok"]
+    snap = {"git_custom_nodes": {u: {"hash": HASH} for u in urls}}
+    snap["pips"] = {"foo==1.0": "", "Foo==2.0": "", "bar": "https://u:SECRET@example.com/b.whl"}
+    path, out = tmp_path / "s.json", tmp_path / "m.yaml"
+    path.write_text(json.dumps(snap))
+    assert cli.main(["import-snapshot", str(path), "--pips", "all", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    reports = [line for line in err.splitlines() if "not imported:" in line]
+    assert len(reports) == len(BAD_NODES) + 2, reports
+    for url, needle in BAD_NODES.items():
+        assert any(needle in line for line in reports), (url, needle)
+    assert "foo is already imported as 'foo==1.0'" in err
+    assert "SECRET" not in err and "SECRET" not in out.read_text()
+    desired, _ = load_desired(str(out), {})  # what phoenix validate does
+    assert [n.spec.url for n in desired.nodes] == [
+        "https://github.com/a/dup",
+        "ssh://git@host/a/ok",
+    ]
+    assert [p.requirement for p in desired.packages] == ["foo==1.0"]
+
+
+def test_a_manifest_phoenix_would_reject_is_never_written(tmp_path: Path) -> None:
+    rendered = (
+        "version: 1\nnodes:\n"
+        f"- url: https://github.com/a/dup\n  ref: {HASH}\n"
+        f"- url: https://github.com/b/dup\n  ref: {HASH}\n"
+    )
+    with pytest.raises(ManifestError) as info:
+        check_loads(rendered, "out.yaml", "s.json")
+    assert info.value.where == "s.json" and "would be rejected, so none was written" in (
+        info.value.message
+    )
+    assert "out.yaml:5:" in info.value.message and "requested twice" in info.value.message
+    check_loads(f"version: 1\nnodes:\n- url: https://github.com/a/dup\n  ref: {HASH}\n", "o", "s")
+    with pytest.raises(ManifestError, match="would be 1048"):
+        check_loads("version: 1\n" + "#" * 1024 * 1024, "out.yaml", "s.json")

@@ -9,15 +9,21 @@ torch stack) is reported on stderr and as comments in the output; nothing is dro
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
+import tempfile
 from pathlib import Path
 
-from provisioner.errors import ManifestError
+from provisioner.errors import ManifestError, PhoenixError
 from provisioner.fsio import write_output
-from provisioner.manifest.models import Manifest
 from provisioner.snapshot import PIP_MODES, import_snapshot, parse_snapshot, render_manifest
 
 HELP = "turn a ComfyUI-Manager snapshot (JSON or YAML) into manifest entries"
+#: a Manager snapshot of a large install (hundreds of nodes and pips) is ~50 KB; a bigger file
+#: is something else, and would take seconds per MB to import
+MAX_SNAPSHOT_BYTES = 2 * 1024 * 1024
+_HINT = "pass the .json or .yaml file ComfyUI-Manager saved"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,28 +41,110 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Import, validate the result as a manifest, print or write it; reports go to stderr."""
-    path = Path(args.file)
+def read_snapshot_text(path: Path) -> str:
+    """The snapshot file's text; a pipe, a directory, a huge or non-UTF-8 file is refused."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise ManifestError(f"cannot read snapshot: {exc.strerror}", where=str(path)) from exc
+    try:
+        _check_regular(os.fstat(fd), path)
+        raw = _read_all(fd, MAX_SNAPSHOT_BYTES + 1)
+    except OSError as exc:
+        raise ManifestError(f"cannot read snapshot: {exc.strerror}", where=str(path)) from exc
+    finally:
+        os.close(fd)
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ManifestError(
-            f"cannot read snapshot: not UTF-8 text (byte {exc.start})",
-            where=str(path),
-            hint="pass the .json or .yaml file ComfyUI-Manager saved",
+            f"cannot read snapshot: not UTF-8 text (byte {exc.start})", where=str(path), hint=_HINT
         ) from exc
+
+
+def _check_regular(info: os.stat_result, path: Path) -> None:
+    """Refuse a directory, a pipe or device (which would block or never end), a huge file."""
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a pipe or device"
+        raise ManifestError(
+            f"cannot read snapshot: {kind}, not a regular file", where=str(path), hint=_HINT
+        )
+    if info.st_size > MAX_SNAPSHOT_BYTES:
+        raise ManifestError(
+            f"cannot read snapshot: file is {info.st_size} bytes; a snapshot is at most "
+            f"{MAX_SNAPSHOT_BYTES} bytes",
+            where=str(path),
+            hint=_HINT,
+        )
+
+
+def _read_all(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes from ``fd`` (``os.read`` may return fewer than asked)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def check_loads(rendered: str, label: str, source: str) -> None:
+    """Load ``rendered`` as ``phoenix validate`` would (file loader, schema, merge) and raise a
+    :class:`ManifestError` naming ``source`` if it would be rejected: import must never write
+    a manifest that Phoenix refuses. ``label`` names the output in the error's locations."""
+    from provisioner.manifest.load import MAX_MANIFEST_BYTES
+
+    size = len(rendered.encode("utf-8"))
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"the imported manifest would be {size} bytes, over the {MAX_MANIFEST_BYTES} bytes a "
+            "manifest may have, so none was written",
+            where=source,
+            hint="import with --pips none, or remove entries from the snapshot",
+        )
+    with tempfile.TemporaryDirectory(prefix="phoenix-import-") as tmp:
+        written = Path(tmp) / "manifest.yaml"
+        written.write_text(rendered, encoding="utf-8")
+        try:
+            _load_and_merge(written, label)
+        except PhoenixError as exc:
+            raise ManifestError(
+                "the manifest imported from this snapshot would be rejected, so none was "
+                f"written:\n{exc.render().replace(str(written), label)}",
+                where=source,
+                hint="remove or fix that entry in the snapshot and import it again",
+            ) from exc
+
+
+def _load_and_merge(path: Path, label: str) -> None:
+    """What ``phoenix validate`` does with a manifest file, without the environment."""
+    from provisioner.manifest.load import ManifestDoc, load_manifest_file
+    from provisioner.manifest.merge import merge
+    from provisioner.manifest.validate import validate_doc
+
+    loaded = load_manifest_file(str(path))
+    doc = ManifestDoc(label, loaded.data, loaded.positions)
+    merge(doc, validate_doc(doc), {})
+
+
+def run(args: argparse.Namespace) -> int:
+    """Import, check that the result loads as a manifest, print or write it; reports go to
+    stderr."""
+    path = Path(args.file)
+    text = read_snapshot_text(path)
     imported = import_snapshot(parse_snapshot(text, str(path)), pips=args.pips)
-    Manifest.model_validate(imported.manifest())  # what we emit must load as a manifest
     rendered = render_manifest(imported, path.name)
+    for line in imported.reports:
+        print(f"phoenix: not imported: {line}", file=sys.stderr)
+    check_loads(rendered, args.output or "<stdout>", str(path))
     if args.output:
         write_output(Path(args.output), rendered, "the manifest")
     else:
         sys.stdout.write(rendered)
-    for line in imported.reports:
-        print(f"phoenix: not imported: {line}", file=sys.stderr)
     comfy = f"@ {imported.comfyui_ref[:12]}" if imported.comfyui_ref else "(none)"
     print(
         f"phoenix: imported comfyui {comfy}, {len(imported.nodes)} node(s), "
