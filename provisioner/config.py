@@ -20,9 +20,9 @@ REQUIRED_KEYS = (
     "FILEBROWSER_VERSION",
     "FILEBROWSER_SHA256",
 )
-_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_KEY = re.compile(r"^[A-Z][A-Z0-9_]*\Z")
+_HEX40 = re.compile(r"^[0-9a-f]{40}\Z")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 _FLOATING = {"latest", "main", "master", "head", "stable", "nightly", "dev", "*"}
 
 

@@ -108,8 +108,8 @@ def load_lock(path: Path) -> LockFile:
         ) from exc
 
 
-_HEX40 = re.compile(r"^[0-9a-fA-F]{40}$")
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_HEX40 = re.compile(r"^[0-9a-fA-F]{40}\Z")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}\Z")
 
 
 def _check_model_entry(item_id: str, entry: Any) -> None:

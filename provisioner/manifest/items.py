@@ -21,7 +21,7 @@ _HF_ITEM = re.compile(
 )
 _HF_HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
 _CIVITAI_HOSTS = frozenset({"civitai.com", "www.civitai.com", "civitai.green", "www.civitai.green"})
-_ID = re.compile(r"^(\d+)(?:@(\d+))?$")
+_ID = re.compile(r"^(\d+)(?:@(\d+))?\Z")
 _AIR = re.compile(
     r"^urn:air:(?P<eco>[a-z0-9_.-]+):(?P<type>[a-z0-9_.-]+):(?P<source>[a-z0-9_-]+):"
     r"(?P<id>[^@\s]+?)(?:@(?P<ver>[^.\s]+))?(?:\.(?P<fmt>[a-z0-9]+))?$",
@@ -34,8 +34,8 @@ _FORMS = (
 )
 
 
-_NODE_SCP = re.compile(r"^git@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^@\s]+?)(?:@(?P<ref>[^@\s/]+))?$")
-_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+_NODE_SCP = re.compile(r"^git@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^@\s]+?)(?:@(?P<ref>[^@\s/]+))?\Z")
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}\Z")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from provisioner.sources.progress import Progress
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PUBLIC_SITE = "https://huggingface.co"
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}\Z")
 
 
 def endpoint() -> str:
