@@ -89,16 +89,14 @@ def _check_value(key: str, value: str, where: str) -> None:
 
 def load_versions(path: Path | None = None) -> Versions:
     """Read and validate versions.conf (the shipped one by default)."""
+    from provisioner.fsio import read_text_file
     from provisioner.resources import versions_conf
 
     target = path or versions_conf()
-    try:
-        text = target.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(
-            f"cannot read versions file: {why}",
-            where=str(target),
-            hint="restore config/versions.conf (PHOENIX_HOME points Phoenix at its folder)",
-        ) from exc
+    text = read_text_file(
+        target,
+        "versions file",
+        ConfigError,
+        "restore config/versions.conf (PHOENIX_HOME points Phoenix at its folder)",
+    )
     return parse_versions(text, str(target))

@@ -49,6 +49,18 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
+def read_text_file(
+    path: Path, what: str, error: type[PhoenixError], hint: str | None = None
+) -> str:
+    """``path`` as UTF-8 text; unreadable or not UTF-8 is ``error("cannot read <what>: why")``
+    located at ``path``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not UTF-8 text"
+        raise error(f"cannot read {what}: {why}", where=str(path), hint=hint) from exc
+
+
 def write_output(path: Path, text: str, what: str) -> None:
     """Write a file the user asked for (``-o``, ``--write``): atomically, readable by others;
     ``-`` is standard output. Refusals are :class:`PhoenixError` naming the path."""

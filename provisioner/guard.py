@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name
 
 from provisioner import proc, pyenv
 from provisioner.errors import GuardError, InstallError
+from provisioner.fsio import read_text_file
 from provisioner.requirements import check, parse_requirement, parse_requirements_file
 
 #: The same set as ``GUARDED_EXACT`` in docker/constraints.py (a test keeps them equal).
@@ -180,15 +181,12 @@ def guarded_install(
     reqs = list(requirements)
     opaque: tuple[str, ...] = ()
     if requirements_file is not None:
-        try:
-            text = requirements_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise InstallError(
-                f"{what}: cannot read {requirements_file.name}: {why}",
-                where=str(requirements_file),
-                hint="fix the file in the node's repository, or pin a ref where it is readable",
-            ) from exc
+        text = read_text_file(
+            requirements_file,
+            f"{requirements_file.name} of {what}",
+            InstallError,
+            "fix the file in the node's repository, or pin a ref where it is readable",
+        )
         parsed = parse_requirements_file(text)
         reqs += list(parsed.requirements)
         opaque = parsed.opaque

@@ -42,7 +42,7 @@ def template_text(image: str | None, api: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from provisioner.errors import ConfigError
-    from provisioner.fsio import write_output
+    from provisioner.fsio import read_text_file, write_output
 
     text = template_text(args.image, args.api)
     if args.write:
@@ -51,15 +51,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {target}")
     elif args.check:
         target = Path(args.check)
-        try:
-            current = target.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigError(
-                f"cannot read the template: {why}",
-                where=str(target),
-                hint=f"regenerate it: phoenix template --write {target}",
-            ) from exc
+        current = read_text_file(
+            target, "the template", ConfigError, f"regenerate it: phoenix template --write {target}"
+        )
         if current != text:
             raise ConfigError(
                 "the template is out of date with the env var table or versions.conf",

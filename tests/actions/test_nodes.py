@@ -435,6 +435,6 @@ def test_a_node_with_unreadable_requirements_fails_alone_with_its_name(
     results = {r.id: r for r in run_apply(desired_nodes(*specs), sw_layout)}
     assert results["node:fine-node"].ok
     failed = results["node:latin1-node"]
-    assert not failed.ok and "node latin1-node: cannot read requirements.txt: not UTF-8" in (
+    assert not failed.ok and "cannot read requirements.txt of node latin1-node: not UTF-8" in (
         failed.message
     )
