@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from provisioner.commands.argtypes import seconds
@@ -19,8 +19,6 @@ from provisioner.errors import EnvError, PhoenixError
 from provisioner.layout import DEFAULT_ROOT, Layout
 from provisioner.manifest.envmap import parse_bool
 from provisioner.runtime import cleanup, storage, system
-
-ERRORS_SHOWN = 20  # one failing folder can hold thousands of files
 
 HELP = "remove staging files, caches, token files and histories; PARANOID_MODE wipes user data"
 
@@ -125,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         targets, time.monotonic() + args.deadline, protected=[layout.models]
     )
     print(summary.line() + (f"; masked secrets in {scrubbed} log(s)" if scrubbed else ""))
-    for line in error_lines(summary.errors):
+    for line in cleanup.error_lines(summary.errors):
         print(line, file=sys.stderr)
     return 1 if summary.errors or summary.timed_out else 0
 
@@ -144,16 +142,3 @@ def _homes(include_home: bool) -> list[Path]:
     return homes
 
 
-def error_lines(errors: Sequence[str]) -> list[str]:
-    """Each path cleanup could not overwrite or remove (the first few), then what to do."""
-    if not errors:
-        return []
-    lines = [f"  error: {error}" for error in errors[:ERRORS_SHOWN]]
-    if len(errors) > ERRORS_SHOWN:
-        lines.append(f"  ... and {len(errors) - ERRORS_SHOWN} more")
-    lines.append(
-        "  hint: a path 'not removed' is still there: check its permissions, the immutable "
-        "flag (lsattr; chattr -i) and read-only mounts (mount), then run phoenix cleanup "
-        "again; one 'not overwritten' is gone, but its old bytes may be recoverable"
-    )
-    return lines

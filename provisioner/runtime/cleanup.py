@@ -350,3 +350,21 @@ def run_cleanup(
             _remove_file(str(target.path), target.shred, summary, deadline, clock)
     summary.seconds = clock() - start
     return summary
+
+
+ERRORS_SHOWN = 20  # one failing folder can hold thousands of files
+
+
+def error_lines(errors: Sequence[str]) -> list[str]:
+    """Each path cleanup could not overwrite or remove (the first few), then what to do."""
+    if not errors:
+        return []
+    lines = [f"  error: {error}" for error in errors[:ERRORS_SHOWN]]
+    if len(errors) > ERRORS_SHOWN:
+        lines.append(f"  ... and {len(errors) - ERRORS_SHOWN} more")
+    lines.append(
+        "  hint: a path 'not removed' is still there: check its permissions, the immutable "
+        "flag (lsattr; chattr -i) and read-only mounts (mount), then run phoenix cleanup "
+        "again; one 'not overwritten' is gone, but its old bytes may be recoverable"
+    )
+    return lines

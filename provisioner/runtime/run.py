@@ -610,5 +610,7 @@ def _shutdown(
         _say(
             console, summary.line() + (f"; masked secrets in {scrubbed} log(s)" if scrubbed else "")
         )
+        for line in cleanup.error_lines(summary.errors):
+            console.write(f"{line}\n")
     board.set(phase="stopped")
     return code

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.commands.cleanup import ERRORS_SHOWN, error_lines
 from provisioner.layout import Layout
 from provisioner.runtime.cleanup import (
+    ERRORS_SHOWN,
     Target,
     cleanup_targets,
+    error_lines,
     home_from_env,
     in_phoenix_image,
     run_cleanup,
