@@ -201,8 +201,9 @@ def _parse_url(raw: str) -> CivitaiRef:
     )
 
 
-def parse_node_item(text: str) -> NodeItem:
-    """Parse a custom node git URL with an optional ``@ref``."""
+def parse_node_item(text: str, name: str | None = None) -> NodeItem:
+    """Parse a custom node git URL with an optional ``@ref``; the folder ``name`` is derived
+    from the URL unless given (the URL is checked either way)."""
     text = text.strip()
     m = _NODE_SCP.match(text)
     if m:
@@ -231,8 +232,9 @@ def parse_node_item(text: str) -> NodeItem:
         )
     if ref is not None and not _REF.match(ref):
         raise ValueError(f"invalid git ref {ref!r}")
-    name = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
-    name = name[:-4] if name.endswith(".git") else name
-    if not name or name in {".", ".."} or not re.match(r"^[A-Za-z0-9_.-]+$", name):
-        raise ValueError(f"cannot derive a folder name from {url!r}")
+    if name is None:
+        name = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+        name = name[:-4] if name.endswith(".git") else name
+        if not name or name in {".", ".."} or not re.match(r"^[A-Za-z0-9_.-]+$", name):
+            raise ValueError(f"cannot derive a folder name from {url!r}; give the node a 'name'")
     return NodeItem(url, ref, name)

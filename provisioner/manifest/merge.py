@@ -370,12 +370,12 @@ def _desired_nodes(manifest: Manifest, merged: _Merged, warnings: list[str]) -> 
     out: dict[str, DesiredNode] = {}
     for spec, sourced in zip(manifest.nodes, merged.nodes, strict=True):
         try:  # every URL, named or not: credentials in it would be persisted by git
-            item = parse.parse_node_item(spec.url)
+            item = parse.parse_node_item(spec.url, spec.name)
         except ValueError as exc:
             raise _conflict(
                 sourced.origin, str(exc), "write the URL as https://host/owner/repo[@ref]"
             ) from exc
-        name = spec.name or item.name
+        name = item.name
         node = DesiredNode(f"node:{name}", name, spec, sourced.origin)
         seen = out.get(name)
         if seen and _same_repo(seen.spec, spec):

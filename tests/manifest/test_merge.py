@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import EnvError
+from provisioner.errors import EnvError, ManifestError
 from provisioner.manifest.merge import load_desired
 
 FLUX_FILES = {
@@ -169,3 +169,14 @@ def test_civitai_forms_are_stored_canonically(tmp_path: Path) -> None:
     )
     assert from_manifest.models[0].entry.civitai == "618692@691639"
     assert request_key(from_manifest.models[0]) == request_key(from_env.models[0])
+
+
+def test_a_named_node_may_have_a_url_no_folder_name_derives_from(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    url = "https://gitea.example.com/team/%E3%83%8E%E3%83%BC%E3%83%89"
+    path.write_text(f"version: 1\nnodes:\n  - url: {url}\n    name: MyNode\n")
+    desired, _ = load_desired(str(path), {"HF_REPOS_TO_DOWNLOAD": ""})
+    assert [(n.name, n.spec.url) for n in desired.nodes] == [("MyNode", url)]
+    path.write_text(f"version: 1\nnodes:\n  - url: {url}\n")
+    with pytest.raises(ManifestError, match="give the node a 'name'"):
+        load_desired(str(path), {"HF_REPOS_TO_DOWNLOAD": ""})
