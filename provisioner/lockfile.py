@@ -25,6 +25,8 @@ from provisioner.manifest.desired import DesiredModel, DesiredNode, DesiredState
 from provisioner.manifest.models import CivitaiModel, HFModel, URLModel
 
 LOCK_VERSION = 1
+#: what ``desired_hash`` covers: 1 = models and nodes; 2 = also packages and the ComfyUI repo/ref
+HASH_VERSION = 2
 DEFAULT_LOCK_NAME = "phoenix.lock.json"
 
 
@@ -36,12 +38,15 @@ class LockFile:
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str | None = None
+    #: a lock written before packages and the ComfyUI ref were covered keeps its pins valid
+    hash_version: int = HASH_VERSION
 
     def to_json(self) -> dict[str, Any]:
         """The on-disk form (stable key order)."""
         return {
             "version": LOCK_VERSION,
             "generated_by": f"phoenix {__version__}",
+            "hash_version": self.hash_version,
             "desired_hash": self.desired_hash,
             "models": self.models,
             "nodes": self.nodes,
@@ -56,26 +61,26 @@ def lock_path_for(manifest_path: str | None, cwd: Path | None = None) -> Path:
     return (cwd or Path.cwd()) / DEFAULT_LOCK_NAME
 
 
-def desired_hash(desired: DesiredState) -> str:
-    """SHA256 over what the lock reviews: each model's and node's identity and request, the
-    extra packages and the ComfyUI repo/ref.
+def desired_hash(desired: DesiredState, version: int = HASH_VERSION) -> str:
+    """SHA256 over what the lock reviews: each model's and node's identity and request, and
+    (``version`` 2) the extra packages and the ComfyUI repo/ref.
 
     Built from the merged state, so an env var that adds or changes an item changes it too;
     settings the lock does not cover (ports, services) do not.
     """
     from provisioner.actions.models import request_key
 
-    comfy = desired.manifest.comfyui
-    body = {
+    body: dict[str, Any] = {
         "models": sorted((m.id, request_key(m)) for m in desired.models),
         "nodes": sorted(
             (n.id, json.dumps(n.spec.model_dump(mode="json"), sort_keys=True))
             for n in desired.nodes
         ),
-        # not pinned by the lock, but `apply --locked` must not install what was not reviewed
-        "packages": sorted(p.requirement for p in desired.packages),
-        "comfyui": [comfy.repo, comfy.ref],
     }
+    if version >= 2:  # not pinned by the lock, but `--locked` must not install unreviewed code
+        comfy = desired.manifest.comfyui
+        body["packages"] = sorted(p.requirement for p in desired.packages)
+        body["comfyui"] = [comfy.repo, comfy.ref]
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -101,7 +106,10 @@ def load_lock(path: Path) -> LockFile:
         for item_id, entry in nodes.items():
             if not isinstance(entry, dict) or not _HEX40.match(str(entry.get("commit"))):
                 raise ValueError(f"{item_id}: 'commit' must be a 40-hex git commit")
-        return LockFile(str(data["desired_hash"]), models, nodes, str(path))
+        hash_version = data.get("hash_version", 1)
+        if hash_version not in (1, HASH_VERSION):
+            raise ValueError(f"unsupported hash_version {hash_version!r}")
+        return LockFile(str(data["desired_hash"]), models, nodes, str(path), hash_version)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise LockFileError(
             f"invalid lock file ({exc})", where=str(path), hint="regenerate it with `phoenix lock`"
@@ -143,7 +151,7 @@ def check_lock(desired: DesiredState, lock: LockFile) -> None:
     """Raise :class:`LockFileError` when the desired items changed since the lock was written,
     or the lock lacks an entry (a hand-edited file): ``--locked`` never resolves anything."""
     drift = lock_drift(desired, lock)
-    if not drift and lock.desired_hash == desired_hash(desired):
+    if not drift and lock.desired_hash == desired_hash(desired, lock.hash_version):
         return
     detail = "; ".join(drift[:5]) if drift else "an entry's options changed"
     raise LockFileError(
@@ -169,11 +177,9 @@ def lock_drift(desired: DesiredState, lock: LockFile) -> list[str]:
     node_ids = {n.id for n in desired.nodes}
     out += [f"{n.id} is not in the lock file" for n in desired.nodes if n.id not in lock.nodes]
     out += [f"{nid} is locked but no longer desired" for nid in lock.nodes if nid not in node_ids]
-    if not out and lock.desired_hash != desired_hash(desired):
-        out.append(
-            "packages, the ComfyUI repo/ref or an entry's options changed since the lock was "
-            "written"
-        )
+    if not out and lock.desired_hash != desired_hash(desired, lock.hash_version):
+        covered = "packages, the ComfyUI repo/ref or " if lock.hash_version >= 2 else ""
+        out.append(f"{covered}an entry's options changed since the lock was written")
     return out
 
 

@@ -108,3 +108,25 @@ def test_locked_apply_refuses_a_lock_missing_entries_even_with_the_right_hash(
         check_lock(desired, emptied)
     text = info.value.render()
     assert "is not in the lock file" in text and "phoenix lock" in text
+
+
+def test_a_lock_from_before_packages_were_covered_keeps_its_pins(tmp_path: Path) -> None:
+    comfy = f"comfyui:\n  repo: https://example.com/ComfyUI.git\n  ref: {'a' * 40}\n"
+    desired, _, _ = desired_from(tmp_path, FLUX_SET + comfy)
+    entries = {m.id: {"files": []} for m in desired.models}
+    old = {"version": 1, "desired_hash": desired_hash(desired, 1), "models": entries}
+    path = tmp_path / "old.lock.json"
+    path.write_text(json.dumps(old))
+    lock = load_lock(path)
+    assert lock.hash_version == 1
+    check_lock(desired, lock)  # written by the previous version: still valid
+    changed, _, _ = desired_from(tmp_path, FLUX_SET + comfy + "packages: [numpy<3]\n")
+    check_lock(changed, lock)  # a v1 lock never covered packages
+
+    current = LockFile(desired_hash(desired), entries, {}, str(path))
+    write_lock(current, path)
+    reloaded = load_lock(path)
+    assert reloaded.hash_version == 2
+    check_lock(desired, reloaded)
+    with pytest.raises(LockFileError, match="packages, the ComfyUI repo/ref or"):
+        check_lock(changed, reloaded)
