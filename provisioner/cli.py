@@ -98,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("phoenix: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:  # the system refused a path or a port the user gave: theirs to fix
+        if debug_enabled(os.environ):  # ...or a bug that raised OSError: DEBUG_MODE shows where
+            print(redact(traceback.format_exc()), file=sys.stderr)
         where = exc.filename or "phoenix"
         print(
             f"phoenix: error: {redact(f'{where}: {exc.strerror or exc}')}\n"

@@ -24,6 +24,8 @@ HEX40 = re.compile(r"\A[0-9a-f]{40}\Z")
 _URL_OK = re.compile(r"\A(https://\S+|ssh://\S+|git@[^\s:]+:\S+|file://\S+)\Z")
 #: the files read under ``.git`` (HEAD, config, refs) are small; anything bigger is not git's
 MAX_GIT_FILE_BYTES = 1024 * 1024
+#: packed-refs grows with every tag and branch (about 60 bytes each): room for a million
+MAX_PACKED_REFS_BYTES = 64 * 1024 * 1024
 #: a remote that answers nothing for this long (bytes/s below the limit) is given up on
 CLONE_TIMEOUT = 900.0
 LOCAL_TIMEOUT = 120.0
@@ -171,9 +173,10 @@ def is_dirty(repo: Path) -> bool:
     return bool(result.output.strip())
 
 
-def _read_git_file(path: Path) -> str | None:
-    """The text of a small regular file under ``.git``; None when it is missing, not a regular
-    file (a FIFO would block), too big, not UTF-8 or holds a NUL byte: "unknown", never raised.
+def _read_git_file(path: Path, limit: int = MAX_GIT_FILE_BYTES) -> str | None:
+    """The text of a regular file under ``.git`` of at most ``limit`` bytes; None when it is
+    missing, not a regular file (a FIFO would block), too big, not UTF-8 or holds a NUL byte:
+    "unknown", never raised.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -181,9 +184,13 @@ def _read_git_file(path: Path) -> str | None:
         return None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_GIT_FILE_BYTES:
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
             return None
-        raw = os.read(fd, MAX_GIT_FILE_BYTES + 1)
+        chunks, size = [], 0
+        while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+        raw = b"".join(chunks)
     except OSError:
         return None
     finally:
@@ -192,7 +199,7 @@ def _read_git_file(path: Path) -> str | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return None if "\x00" in text or len(raw) > MAX_GIT_FILE_BYTES else text
+    return None if "\x00" in text or len(raw) > limit else text
 
 
 def origin_url(repo: Path) -> str | None:
@@ -259,7 +266,7 @@ def _read_ref(gitdir: Path, ref: str) -> str | None:
         value = _read_git_file(base / ref)
         if value is not None and HEX40.match(value.strip()):
             return value.strip()
-    packed = _read_git_file(common / "packed-refs")
+    packed = _read_git_file(common / "packed-refs", MAX_PACKED_REFS_BYTES)
     for line in (packed or "").splitlines():
         sha, _, name = line.partition(" ")
         if name == ref and HEX40.match(sha):

@@ -64,3 +64,11 @@ def test_paths_the_system_refuses_are_user_errors_naming_the_path(tmp_path: Path
         err = result.stderr
         assert "Traceback" not in err and "internal error" not in err, (args, err)
         assert where in err and "hint:" in err, (args, err)
+
+
+def test_debug_mode_shows_where_an_os_error_came_from(tmp_path: Path) -> None:
+    args = ("plan", "--root", str(tmp_path / ("a" * 300)))  # past NAME_MAX: a raw OSError
+    plain = run_phoenix(*args, env=clean_env(HF_REPOS_TO_DOWNLOAD=""))
+    debug = run_phoenix(*args, env=clean_env(HF_REPOS_TO_DOWNLOAD="", DEBUG_MODE="true"))
+    assert plain.returncode == debug.returncode == 1
+    assert "Traceback" not in plain.stderr and "Traceback" in debug.stderr

@@ -80,6 +80,16 @@ def test_read_head_from_files_loose_packed_and_detached(repo: Repo) -> None:
     assert gitops.read_head(repo.path.parent) is None
 
 
+def test_read_head_through_a_packed_refs_file_over_a_megabyte(repo: Repo) -> None:
+    head = repo.git("rev-parse", "HEAD")
+    repo.git("pack-refs", "--all")
+    packed = repo.path / ".git" / "packed-refs"
+    tags = "".join(f"{head} refs/tags/t{i:06d}\n" for i in range(30_000))  # ~1.8 MB
+    packed.write_text(packed.read_text() + tags)
+    assert packed.stat().st_size > gitops.MAX_GIT_FILE_BYTES
+    assert gitops.read_head(repo.path) == head
+
+
 def test_materialize_clones_via_staging_and_moves_between_refs(repo: Repo, tmp_path: Path) -> None:
     first = repo.git("rev-parse", "HEAD")
     repo.tag("v1")

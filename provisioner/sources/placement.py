@@ -42,6 +42,7 @@ def hash_file(path: Path, *, git_blob: bool = False) -> FileHashes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)  # O_NONBLOCK was for the open only
         size = st.st_size
         sha = hashlib.sha256()
         blob = hashlib.sha1(f"blob {size}\0".encode()) if git_blob else None
