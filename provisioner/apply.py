@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from provisioner.actions.base import ApplyContext
@@ -31,6 +31,8 @@ class ApplyReport:
 
     results: list[ItemResult]
     remaining: list[Change]
+    #: where each item was asked for (``file:line:col``, ``env:NAME[i]``, ``state``), by id
+    origins: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[ItemResult]:
@@ -91,7 +93,8 @@ def apply_all(
                 results.extend(_applier(module)(changes, ctx))
         after = build_plan(desired, layout, versions)
     acting = {"create", "update", "delete"} if prune else {"create", "update"}
-    return ApplyReport(results, [c for c in after.changes if c.action in acting])
+    origins = {c.id: c.origin for c in plan.changes}
+    return ApplyReport(results, [c for c in after.changes if c.action in acting], origins)
 
 
 def _forced(change: Change, force: bool) -> Change:

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     )
     for r in report.results:
         mark = "ok  " if r.ok else "FAIL"
-        print(redact(f"{mark} {r.kind:<8} {r.id}: {r.message}"))
+        origin = f" [{report.origins[r.id]}]" if not r.ok and r.id in report.origins else ""
+        print(redact(f"{mark} {r.kind:<8} {r.id}{origin}: {r.message}"))
     failed = report.failed
     ok_ids = {r.id for r in report.results if r.ok}
     stuck = [c for c in report.remaining if c.id in ok_ids]

@@ -96,7 +96,8 @@ def test_gated_repo_exits_1_naming_the_license_page(hub: FluxHub, tmp_path: Path
     root = tmp_path / "root"
     result = run_phoenix("apply", "--manifest", str(manifest), "--root", str(root), env=_env(hub))
     assert result.returncode == 1
-    assert "FAIL model    hf:gated-org/gated-model/model.safetensors" in result.stdout
+    gated = "hf:gated-org/gated-model/model.safetensors"
+    assert f"FAIL model    {gated} [{manifest}:2:5]" in result.stdout  # where it was asked for
     assert "https://huggingface.co/gated-org/gated-model" in result.stdout
     assert (root / "models/text_encoders/clip_l.safetensors").exists()
     assert "Traceback" not in result.stderr
