@@ -16,6 +16,15 @@ def home() -> Path:
     """The directory that holds ``manifests/``, ``schemas/`` and ``config/``."""
     override = os.environ.get("PHOENIX_HOME")
     if override:
+        if not (Path(override) / "manifests").is_dir():
+            from provisioner.errors import ConfigError
+
+            raise ConfigError(
+                f"{override!r} has no manifests/ folder",
+                where="env:PHOENIX_HOME",
+                hint="point it at the folder that holds manifests/, schemas/ and config/, "
+                "or unset it",
+            )
         return Path(override)
     beside = Path(__file__).resolve().parent.parent
     if (beside / "manifests").is_dir():

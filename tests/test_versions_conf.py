@@ -131,6 +131,7 @@ def test_cli_exits_1_with_file_and_line_for_a_bad_shipped_file(tmp_path: Path) -
     from tests.conftest import clean_env, run_phoenix
 
     (tmp_path / "config").mkdir()
+    (tmp_path / "manifests").mkdir()  # what makes a folder a PHOENIX_HOME
     bad = tmp_path / "config" / "versions.conf"
     bad.write_text(_replace("COMFYUI_COMMIT", "6372219"), encoding="utf-8")
     proc = run_phoenix("template", env=clean_env(PHOENIX_HOME=str(tmp_path)))

@@ -124,7 +124,9 @@ def _read_bytes(path: str) -> bytes:
             "permission denied reading the manifest", where=path, hint="make it readable"
         ) from None
     except OSError as exc:
-        raise ManifestError(f"cannot read manifest: {exc.strerror}", where=path) from None
+        raise ManifestError(
+            f"cannot read manifest: {exc.strerror}", where=path, hint=hint
+        ) from None
 
 
 def _parse_yaml(

@@ -135,6 +135,7 @@ BAD_ENV = [
     ({"EXTRA_PYTHON_PACKAGES": "numpy<2 numpy>=2"}, "env:EXTRA_PYTHON_PACKAGES[1]", "twice"),
     ({"FB_USERNAME": "   "}, "env:FB_USERNAME", "empty"),
     ({"FB_PASSWORD": "p" * 73}, "env:FB_PASSWORD", "at most 72"),
+    ({"PHOENIX_HOME": "/nonexistent"}, "env:PHOENIX_HOME", "has no manifests/ folder"),
     (
         {"CIVITAI_LORAS_TO_DOWNLOAD": "https://civitai.com/api/download/models/691639?token=abc"},
         "env:CIVITAI_LORAS_TO_DOWNLOAD[0]",
