@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner import proc
 from provisioner.errors import GitError
-from provisioner.fsio import staging_dir
+from provisioner.fsio import read_capped, staging_dir
 
 #: a full commit id; ``\Z``, not ``$``, which would also accept a trailing newline
 HEX40 = re.compile(r"\A[0-9a-f]{40}\Z")
@@ -179,27 +178,10 @@ def _read_git_file(path: Path, limit: int = MAX_GIT_FILE_BYTES) -> str | None:
     "unknown", never raised.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except (OSError, ValueError):
+        text = read_capped(path, limit).decode("utf-8")
+    except (OSError, ValueError):  # ValueError: not UTF-8, or a NUL byte in the path
         return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-            return None
-        chunks, size = [], 0
-        while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
-            chunks.append(chunk)
-            size += len(chunk)
-        raw = b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return None if "\x00" in text or len(raw) > limit else text
+    return None if "\x00" in text else text
 
 
 def origin_url(repo: Path) -> str | None:

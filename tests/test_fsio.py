@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
 from provisioner.errors import PhoenixError
-from provisioner.fsio import atomic_write_text, write_output
+from provisioner.fsio import atomic_write_text, read_capped, write_output
 
 
 def test_atomic_write_replaces_a_file_and_a_link_but_never_a_folder_or_pipe(
@@ -51,3 +52,19 @@ def test_write_output_names_the_path_and_dash_is_stdout(
         write_output(tmp_path / "afile" / "deeper" / "x.json", "x", "the lock file")
     write_output(tmp_path / "new" / "x.json", "ok", "the snapshot")
     assert (tmp_path / "new" / "x.json").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.timeout(30)
+def test_read_capped_reads_regular_files_only_and_never_waits(tmp_path: Path) -> None:
+    exact = tmp_path / "exact"
+    exact.write_bytes(b"x" * 10)
+    assert read_capped(exact, 10) == b"x" * 10
+    with pytest.raises(OSError) as big:
+        read_capped(exact, 9)
+    assert big.value.errno == errno.EFBIG
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)  # no writer: a plain open would block for ever
+    for path in (pipe, tmp_path):
+        with pytest.raises(OSError) as refused:
+            read_capped(path, 10)
+        assert refused.value.errno == errno.EINVAL

@@ -9,14 +9,13 @@ torch stack) is reported on stderr and as comments in the output; nothing is dro
 from __future__ import annotations
 
 import argparse
-import os
-import stat
+import errno
 import sys
 import tempfile
 from pathlib import Path
 
 from provisioner.errors import ManifestError, PhoenixError
-from provisioner.fsio import write_output
+from provisioner.fsio import read_capped, write_output
 from provisioner.snapshot import PIP_MODES, import_snapshot, parse_snapshot, render_manifest
 
 HELP = "turn a ComfyUI-Manager snapshot (JSON or YAML) into manifest entries"
@@ -44,52 +43,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def read_snapshot_text(path: Path) -> str:
     """The snapshot file's text; a pipe, a directory, a huge or non-UTF-8 file is refused."""
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        raw = read_capped(path, MAX_SNAPSHOT_BYTES)
     except OSError as exc:
-        raise ManifestError(f"cannot read snapshot: {exc.strerror}", where=str(path)) from exc
-    try:
-        _check_regular(os.fstat(fd), path)
-        raw = _read_all(fd, MAX_SNAPSHOT_BYTES + 1)
-    except OSError as exc:
-        raise ManifestError(f"cannot read snapshot: {exc.strerror}", where=str(path)) from exc
-    finally:
-        os.close(fd)
+        if exc.errno == errno.EINVAL:  # a pipe would block or never end
+            kind = "a directory" if path.is_dir() else "a pipe or device"
+            why, hint = f"{kind}, not a regular file", _HINT
+        elif exc.errno == errno.EFBIG:
+            why = (
+                f"file is {path.stat().st_size} bytes; a snapshot is at most "
+                f"{MAX_SNAPSHOT_BYTES} bytes"
+            )
+            hint = _HINT
+        else:
+            why, hint = exc.strerror or str(exc), None
+        raise ManifestError(f"cannot read snapshot: {why}", where=str(path), hint=hint) from exc
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ManifestError(
             f"cannot read snapshot: not UTF-8 text (byte {exc.start})", where=str(path), hint=_HINT
         ) from exc
-
-
-def _check_regular(info: os.stat_result, path: Path) -> None:
-    """Refuse a directory, a pipe or device (which would block or never end), a huge file."""
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a pipe or device"
-        raise ManifestError(
-            f"cannot read snapshot: {kind}, not a regular file", where=str(path), hint=_HINT
-        )
-    if info.st_size > MAX_SNAPSHOT_BYTES:
-        raise ManifestError(
-            f"cannot read snapshot: file is {info.st_size} bytes; a snapshot is at most "
-            f"{MAX_SNAPSHOT_BYTES} bytes",
-            where=str(path),
-            hint=_HINT,
-        )
-
-
-def _read_all(fd: int, limit: int) -> bytes:
-    """Up to ``limit`` bytes from ``fd`` (``os.read`` may return fewer than asked)."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = os.read(fd, limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def check_loads(rendered: str, label: str, source: str) -> None:
