@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
-import tempfile
 from pathlib import Path
 
 from provisioner.errors import ManifestError, PhoenixError
@@ -79,28 +78,24 @@ def check_loads(rendered: str, label: str, source: str) -> None:
             where=source,
             hint="import with --pips none, or remove entries from the snapshot",
         )
-    with tempfile.TemporaryDirectory(prefix="phoenix-import-") as tmp:
-        written = Path(tmp) / "manifest.yaml"
-        written.write_text(rendered, encoding="utf-8")
-        try:
-            _load_and_merge(written, label)
-        except PhoenixError as exc:
-            raise ManifestError(
-                "the manifest imported from this snapshot would be rejected, so none was "
-                f"written:\n{exc.render().replace(str(written), label)}",
-                where=source,
-                hint="remove or fix that entry in the snapshot and import it again",
-            ) from exc
+    try:
+        _load_and_merge(rendered, label)
+    except PhoenixError as exc:
+        raise ManifestError(
+            "the manifest imported from this snapshot would be rejected, so none was "
+            f"written:\n{exc.render()}",
+            where=source,
+            hint="remove or fix that entry in the snapshot and import it again",
+        ) from exc
 
 
-def _load_and_merge(path: Path, label: str) -> None:
-    """What ``phoenix validate`` does with a manifest file, without the environment."""
-    from provisioner.manifest.load import ManifestDoc, load_manifest_file
+def _load_and_merge(text: str, label: str) -> None:
+    """What ``phoenix validate`` does with a manifest, without the environment."""
+    from provisioner.manifest.load import load_manifest_text
     from provisioner.manifest.merge import merge
     from provisioner.manifest.validate import validate_doc
 
-    loaded = load_manifest_file(str(path))
-    doc = ManifestDoc(label, loaded.data, loaded.positions)
+    doc = load_manifest_text(text, label)
     merge(doc, validate_doc(doc), {})
 
 

@@ -78,6 +78,11 @@ def load_manifest_file(path: str) -> ManifestDoc:
             where=f"{path}:{line}:{col}",
             hint="save the manifest as UTF-8",
         ) from None
+    return load_manifest_text(text, path)
+
+
+def load_manifest_text(text: str, path: str) -> ManifestDoc:
+    """Parse manifest ``text``; errors are located at ``path`` (a file name or a label)."""
     positions: dict[tuple[str | int, ...], tuple[Position, Position]] = {}
     data = _parse_yaml(text, path, positions)
     if data is None:
