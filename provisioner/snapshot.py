@@ -23,7 +23,7 @@ from provisioner import gitops, pyenv
 from provisioner.errors import GitError, ManifestError
 from provisioner.guard import is_guarded
 from provisioner.layout import Layout
-from provisioner.manifest.items import credential_in_url, parse_node_item
+from provisioner.manifest.items import credential_in_url, parse_node_item, without_credentials
 from provisioner.manifest.load import format_keypath
 from provisioner.requirements import parse_requirement
 from provisioner.state import State
@@ -31,7 +31,6 @@ from provisioner.state import State
 #: ``pip freeze`` leaves these out; so does an export, and an import skips them
 TOOLING = frozenset({"pip", "setuptools", "wheel", "distribute", "uv"})
 PIP_MODES = ("none", "pinned", "all")
-_HTTP = frozenset({"http", "https"})
 
 
 @dataclass(frozen=True)
@@ -180,32 +179,6 @@ class Imported:
         if self.packages:
             out["packages"] = list(self.packages)
         return out
-
-
-def without_credentials(url: str) -> tuple[str, list[str]]:
-    """``url`` without what must not be written down, and what that was (empty: nothing).
-
-    Removed: a user name or password before the host (only the password for ``ssh://``, whose
-    user name is the login, e.g. ``git@``), a ``?query`` and a ``#fragment`` (tokens travel
-    there). ``git@host:path`` carries neither.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url, []
-    cut = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
-    netloc, tail = rest[: min(cut, default=len(rest))], rest[min(cut, default=len(rest)) :]
-    removed: list[str] = []
-    userinfo, at, host = netloc.rpartition("@")
-    if at:
-        user, colon, _password = userinfo.partition(":")
-        keep_user = scheme.lower() not in _HTTP and bool(user)
-        if colon or not keep_user:
-            removed.append("a user name or password before the host")
-        netloc = f"{user}@{host}" if keep_user else host
-    path = tail.split("?", 1)[0].split("#", 1)[0]
-    if path != tail:
-        removed.append("a ?query or #fragment")
-    return f"{scheme}://{netloc}{path}", removed
 
 
 def _shown(url: str) -> str:

@@ -27,7 +27,6 @@ from provisioner.snapshot import (
     import_snapshot,
     parse_snapshot,
     render_manifest,
-    without_credentials,
 )
 from provisioner.state import State
 from tests.software_fixtures.gitrepo import Repo, node_repo
@@ -262,23 +261,6 @@ def test_round_trip_import_apply_export(
 
 
 HASH = "c" * 40
-
-
-@pytest.mark.parametrize(
-    ("url", "clean", "removed"),
-    [
-        ("https://user:ghp_SECRET@github.com/a/n", "https://github.com/a/n", 1),
-        ("https://ghp_SECRET@github.com/a/n.git", "https://github.com/a/n.git", 1),
-        ("https://github.com/a/n?token=SECRET#x", "https://github.com/a/n", 1),
-        ("https://u:p@github.com/a/n?access_token=t", "https://github.com/a/n", 2),
-        ("ssh://git:SECRET@host/a/n", "ssh://git@host/a/n", 1),
-        ("ssh://git@host:2222/a/n", "ssh://git@host:2222/a/n", 0),
-        ("git@github.com:a/n.git", "git@github.com:a/n.git", 0),
-        ("https://github.com/a/n", "https://github.com/a/n", 0),
-    ],
-)
-def test_without_credentials(url: str, clean: str, removed: int) -> None:
-    assert without_credentials(url)[0] == clean and len(without_credentials(url)[1]) == removed
 
 
 def _checkout(path: Path, origin: str) -> str:

@@ -83,6 +83,35 @@ _CREDENTIAL_KEYS = re.compile(
 )
 
 
+_HTTP_SCHEMES = frozenset({"http", "https"})
+
+
+def without_credentials(url: str) -> tuple[str, list[str]]:
+    """``url`` without what must not be written down, and what that was (empty: nothing).
+
+    Removed: a user name or password before the host (only the password for ``ssh://``, whose
+    user name is the login, e.g. ``git@``), a ``?query`` and a ``#fragment`` (tokens travel
+    there). ``git@host:path`` carries neither.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url, []
+    cut = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    netloc, tail = rest[: min(cut, default=len(rest))], rest[min(cut, default=len(rest)) :]
+    removed: list[str] = []
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        keep_user = scheme.lower() not in _HTTP_SCHEMES and bool(user)
+        if colon or not keep_user:
+            removed.append("a user name or password before the host")
+        netloc = f"{user}@{host}" if keep_user else host
+    path = tail.split("?", 1)[0].split("#", 1)[0]
+    if path != tail:
+        removed.append("a ?query or #fragment")
+    return f"{scheme}://{netloc}{path}", removed
+
+
 def credential_in_url(url: str) -> str | None:
     """What in ``url`` looks like a credential (``user:password@``, ``?token=``), or None.
 

@@ -238,9 +238,10 @@ def _env_items(name: str, value: str, entry: Callable[[str], Any]) -> list[_Sour
         where = f"env:{name}[{i}]"
         try:
             out.append(_Sourced(entry(item), where))
-        except ValueError as exc:
+        except ValueError as exc:  # shown without what looks like a credential (logs persist)
+            shown = parse.without_credentials(item)[0]
             raise EnvError(
-                f"invalid item {item!r}: {exc}",
+                f"invalid item {shown!r}: {str(exc).replace(item, shown)}",
                 where=where,
                 hint=f"fix or remove that item; {name}: {BY_NAME[name].help}",
             ) from None

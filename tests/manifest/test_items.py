@@ -11,6 +11,7 @@ from provisioner.manifest.items import (
     parse_civitai_ref,
     parse_hf_item,
     parse_node_item,
+    without_credentials,
 )
 
 
@@ -111,3 +112,20 @@ def test_node_items(text: str, expected: NodeItem) -> None:
 def test_bad_node_items(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_node_item(text)
+
+
+@pytest.mark.parametrize(
+    ("url", "clean", "removed"),
+    [
+        ("https://user:ghp_SECRET@github.com/a/n", "https://github.com/a/n", 1),
+        ("https://ghp_SECRET@github.com/a/n.git", "https://github.com/a/n.git", 1),
+        ("https://github.com/a/n?token=SECRET#x", "https://github.com/a/n", 1),
+        ("https://u:p@github.com/a/n?access_token=t", "https://github.com/a/n", 2),
+        ("ssh://git:SECRET@host/a/n", "ssh://git@host/a/n", 1),
+        ("ssh://git@host:2222/a/n", "ssh://git@host:2222/a/n", 0),
+        ("git@github.com:a/n.git", "git@github.com:a/n.git", 0),
+        ("https://github.com/a/n", "https://github.com/a/n", 0),
+    ],
+)
+def test_without_credentials(url: str, clean: str, removed: int) -> None:
+    assert without_credentials(url)[0] == clean and len(without_credentials(url)[1]) == removed

@@ -180,3 +180,12 @@ def test_a_named_node_may_have_a_url_no_folder_name_derives_from(tmp_path: Path)
     path.write_text(f"version: 1\nnodes:\n  - url: {url}\n")
     with pytest.raises(ManifestError, match="give the node a 'name'"):
         load_desired(str(path), {"HF_REPOS_TO_DOWNLOAD": ""})
+
+
+def test_a_bad_env_item_is_shown_without_its_credential() -> None:
+    item = "https://civitai.com/api/download/models/691639?token=abcSECRET"
+    with pytest.raises(EnvError) as info:
+        load_desired(None, {"CIVITAI_LORAS_TO_DOWNLOAD": item})
+    text = info.value.render()
+    assert "env:CIVITAI_LORAS_TO_DOWNLOAD[0]" in text and "set CIVITAI_TOKEN" in text
+    assert "abcSECRET" not in text and "models/691639" in text
