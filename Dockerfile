@@ -98,7 +98,7 @@ RUN python /opt/phoenix-build/constraints.py pyproject-deps \
  && pip install --no-cache-dir -r /opt/phoenix-build/phoenix-requirements.txt
 
 # Phoenix itself, editable from /opt/phoenix: it finds manifests/, schemas/ and config/ beside
-# the package (provisioner/resources.py). Its modules are compiled here, like every package pip
+# the package (provisioner/core/resources.py). Its modules are compiled here, like every package pip
 # installed above: with PYTHONDONTWRITEBYTECODE=1 nothing is written at run time, so without
 # this every `phoenix` command would compile Phoenix from source again (~0.09 s of each start).
 COPY README.md /opt/phoenix/README.md

@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from provisioner import proc
 from provisioner.actions import nodes
 from provisioner.actions.base import ApplyContext, ObserveContext
-from provisioner.layout import Layout
+from provisioner.core.layout import Layout
 from provisioner.manifest.models import NodeSpec
-from provisioner.state import StateStore, load_state
+from provisioner.software import proc
+from provisioner.state.store import StateStore, load_state
 from tests.software_fixtures.gitrepo import node_repo
 from tests.software_fixtures.helpers import desired_nodes, versions
 from tests.software_fixtures.wheels import build_wheel

@@ -2,7 +2,7 @@
 
 The files are sparse (``truncate``), so they take no disk space but read back as zeros at full
 size. Their SHA256 is computed once per size with hashlib (real bytes: zeros) and recorded in the
-state file through :class:`provisioner.state.StateStore` with the same ``file_record`` and
+state file through :class:`provisioner.state.store.StateStore` with the same ``file_record`` and
 ``request_key`` that ``apply`` records. Phoenix then trusts size + mtime_ns and does nothing;
 ``sha256sum`` must read every byte. When hashing everything would take longer than
 ``--max-baseline-s``, ``sha256sum`` runs on a subset and the total is extrapolated (printed).
@@ -43,9 +43,9 @@ def zeros_sha256(size: int) -> str:
 def setup(base: Path, files: int, size: int) -> tuple[Path, Path]:
     """Sparse files under models/checkpoints, a manifest naming them, and their state."""
     from provisioner.actions.models import request_key
-    from provisioner.layout import Layout
+    from provisioner.core.layout import Layout
     from provisioner.manifest.merge import load_desired
-    from provisioner.state import ModelRecord, StateStore, file_record
+    from provisioner.state.store import ModelRecord, StateStore, file_record
     from tests.fixtures.desired import with_comfyui
 
     root = base / "root"
@@ -124,8 +124,8 @@ def time_apply_cli(root: Path, manifest: Path, runs: int) -> list[float]:
 
 def time_apply_inprocess(root: Path, manifest: Path, runs: int) -> list[float]:
     from provisioner.apply import apply_all
-    from provisioner.config import load_versions
-    from provisioner.layout import Layout
+    from provisioner.core.config import load_versions
+    from provisioner.core.layout import Layout
     from provisioner.manifest.merge import load_desired
 
     desired, secrets = load_desired(str(manifest), {})

@@ -33,7 +33,7 @@ from pathlib import Path
 import tomllib
 
 #: Distributions that make up the image's torch/CUDA stack; never replaced after the base.
-#: The same set as ``provisioner.guard.GUARDED_NAMES`` (a test keeps them equal).
+#: The same set as ``provisioner.software.guard.GUARDED_NAMES`` (a test keeps them equal).
 GUARDED_EXACT = frozenset(
     {"torch", "torchvision", "torchaudio", "xformers", "triton", "pytorch-triton"}
 )

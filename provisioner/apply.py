@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from provisioner.actions.base import ApplyContext
-from provisioner.config import Versions
-from provisioner.layout import Layout
+from provisioner.core.config import Versions
+from provisioner.core.layout import Layout
 from provisioner.manifest.desired import DesiredState, Secrets
 from provisioner.plan.change import Change, ItemResult
-from provisioner.state import StateStore
-from provisioner.volume_lock import volume_lock
+from provisioner.state.store import StateStore
+from provisioner.state.volume_lock import volume_lock
 
 if TYPE_CHECKING:
-    from provisioner.lockfile import LockFile
+    from provisioner.state.lockfile import LockFile
 
 #: Kinds whose ``apply`` lives outside their observe/diff module.
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def apply_all(
     from provisioner.plan.kinds import kind_modules
 
     if locked is not None:
-        from provisioner.lockfile import apply_lock, check_lock
+        from provisioner.state.lockfile import apply_lock, check_lock
 
         check_lock(desired, locked)
         desired = apply_lock(desired, locked)

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from provisioner import __version__
-from provisioner.errors import PhoenixError
-from provisioner.logs import debug_enabled
-from provisioner.redact import redact
+from provisioner.core.errors import PhoenixError
+from provisioner.core.logs import debug_enabled
+from provisioner.core.redact import redact
 
 #: Subcommands in help order; each is a module in ``provisioner.commands`` exposing
 #: ``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``.

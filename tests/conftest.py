@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.core.redact import forget_secrets
 from provisioner.manifest.envmap import ENV_VARS
-from provisioner.redact import forget_secrets
 from tests.fixtures.hub import FluxHub, build_flux_hub
 
 REPO = Path(__file__).resolve().parent.parent

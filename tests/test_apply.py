@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from provisioner.apply import apply_all
-from provisioner.config import load_versions
-from provisioner.layout import Layout
+from provisioner.core.config import load_versions
+from provisioner.core.layout import Layout
 from provisioner.plan.kinds import KIND_MODULES
 from tests.fixtures.desired import desired_from
 from tests.fixtures.hub import VAE_KEYS, safetensors_bytes
@@ -22,8 +22,8 @@ from tests.sources.loopback import LoopbackHub, Served, running_hub
 HOLD = (
     "import sys, time\n"
     "from pathlib import Path\n"
-    "from provisioner.layout import Layout\n"
-    "from provisioner.volume_lock import volume_lock\n"
+    "from provisioner.core.layout import Layout\n"
+    "from provisioner.state.volume_lock import volume_lock\n"
     "with volume_lock(Layout(Path(sys.argv[1]))):\n"
     "    Path(sys.argv[2]).write_text('held')\n"
     "    while not Path(sys.argv[3]).exists():\n"

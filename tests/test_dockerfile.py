@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.config import load_versions
+from provisioner.core.config import load_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from provisioner.cli import build_parser
-from provisioner.config import load_versions
+from provisioner.core.config import load_versions
+from provisioner.generate.template import default_image
 from provisioner.manifest.envmap import BY_NAME
-from provisioner.template import default_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHELL_LANGS = {"", "bash", "sh", "shell", "console"}

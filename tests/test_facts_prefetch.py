@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import proc, pyenv
 from provisioner.commands import plan as plan_cmd
-from provisioner.layout import Layout
+from provisioner.core.layout import Layout
+from provisioner.software import proc, pyenv
 
 PY = Path(sys.executable)
 
@@ -124,7 +124,8 @@ def test_plan_of_the_embedded_default_on_a_fresh_root_starts_no_child(
 _PROBE = """
 import json, sys
 from pathlib import Path
-from provisioner import proc, pyenv
+from provisioner.software import pyenv
+from provisioner.software import proc
 with proc.recording() as calls:
     here = pyenv.installed_distributions(Path(sys.executable))
 child = proc.run(pyenv._facts_argv(Path(sys.executable)))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import PhoenixError
-from provisioner.fsio import atomic_write_text, read_capped, write_output
+from provisioner.core.errors import PhoenixError
+from provisioner.core.fsio import atomic_write_text, read_capped, write_output
 
 
 def test_atomic_write_replaces_a_file_and_a_link_but_never_a_folder_or_pipe(

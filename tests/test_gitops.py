@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import gitops, proc
-from provisioner.errors import GitError
+from provisioner.core.errors import GitError
+from provisioner.software import gitops, proc
 from tests.software_fixtures.gitrepo import Repo
 
 

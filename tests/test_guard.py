@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import guard
-from provisioner.errors import GuardError
-from provisioner.pyenv import Dist, Distributions
+from provisioner.core.errors import GuardError
+from provisioner.software import guard
+from provisioner.software.pyenv import Dist, Distributions
 
 ENV = {"sys_platform": "linux", "python_version": "3.11", "platform_machine": "x86_64"}
 

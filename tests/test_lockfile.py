@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import LockFileError
-from provisioner.lockfile import (
+from provisioner.core.errors import LockFileError
+from provisioner.state.lockfile import (
     LockFile,
     apply_lock,
     check_lock,

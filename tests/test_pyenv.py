@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import guard, proc, pyenv
-from provisioner.errors import InstallError
-from provisioner.layout import Layout
+from provisioner.core.errors import InstallError
+from provisioner.core.layout import Layout
+from provisioner.software import guard, proc, pyenv
 
 pytest_plugins = ["tests.software_fixtures.plugin"]
 

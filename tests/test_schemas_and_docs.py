@@ -9,9 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from provisioner.docs import README_BEGIN, README_END, readme_block
+from provisioner.generate.docs import README_BEGIN, README_END, readme_block
+from provisioner.generate.schema import schema_text
 from provisioner.manifest.merge import load_desired
-from provisioner.schema import schema_text
 from tests.conftest import REPO, clean_env, run_phoenix
 
 

@@ -15,11 +15,11 @@ from ruamel.yaml import YAML
 from provisioner import cli
 from provisioner.actions import comfyui, nodes, packages
 from provisioner.commands.import_snapshot import MAX_SNAPSHOT_BYTES, check_loads
-from provisioner.errors import ManifestError
-from provisioner.layout import Layout
+from provisioner.core.errors import ManifestError
+from provisioner.core.layout import Layout
 from provisioner.manifest.merge import load_desired
 from provisioner.manifest.models import Manifest
-from provisioner.snapshot import (
+from provisioner.software.snapshot import (
     GitNode,
     Snapshot,
     dump_snapshot,
@@ -28,7 +28,7 @@ from provisioner.snapshot import (
     parse_snapshot,
     render_manifest,
 )
-from provisioner.state import State
+from provisioner.state.store import State
 from tests.software_fixtures.gitrepo import Repo, node_repo
 from tests.software_fixtures.helpers import apply_ctx, desired_of, observe_ctx, versions
 from tests.software_fixtures.wheels import build_wheel

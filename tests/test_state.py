@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from provisioner.errors import StateError
-from provisioner.layout import Layout
-from provisioner.state import (
+from provisioner.core.errors import StateError
+from provisioner.core.layout import Layout
+from provisioner.state.store import (
     FileRecord,
     ModelRecord,
     NodeRecord,

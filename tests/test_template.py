@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from provisioner.config import load_versions
+from provisioner.core.config import load_versions
+from provisioner.generate.template import api_input, render_template
 from provisioner.manifest.envmap import ENV_VARS, EnvVar
-from provisioner.template import api_input, render_template
 from tests.conftest import REPO, run_phoenix
 
 COMMITTED = REPO / "runpod" / "template.json"

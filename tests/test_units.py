@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner.units import GB, TB, human_bytes
+from provisioner.core.units import GB, TB, human_bytes
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.config import REQUIRED_KEYS, load_versions, parse_versions
-from provisioner.errors import ConfigError
-from provisioner.resources import versions_conf
+from provisioner.core.config import REQUIRED_KEYS, load_versions, parse_versions
+from provisioner.core.errors import ConfigError
+from provisioner.core.resources import versions_conf
 
 GOOD = """\
 # comment

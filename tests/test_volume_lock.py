@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import StateError
-from provisioner.layout import Layout
-from provisioner.volume_lock import volume_lock
+from provisioner.core.errors import StateError
+from provisioner.core.layout import Layout
+from provisioner.state.volume_lock import volume_lock
 
 HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from provisioner.layout import Layout
-    from provisioner.volume_lock import volume_lock
+    from provisioner.core.layout import Layout
+    from provisioner.state.volume_lock import volume_lock
     root, ready, release = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     with volume_lock(Layout(root)):
         ready.write_text("held")

@@ -18,11 +18,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from provisioner.config import Versions
-from provisioner.layout import Layout
+from provisioner.core.config import Versions
+from provisioner.core.layout import Layout
 from provisioner.manifest.desired import DesiredState, Secrets
 from provisioner.plan.change import Change, ItemResult
-from provisioner.state import State, StateStore
+from provisioner.state.store import State, StateStore
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner import gitops, pyenv
 from provisioner.actions.base import ApplyContext, ObserveContext
-from provisioner.config import Versions
-from provisioner.errors import GitError, PhoenixError
-from provisioner.guard import guarded_install
-from provisioner.layout import Layout
+from provisioner.core.config import Versions
+from provisioner.core.errors import GitError, PhoenixError
+from provisioner.core.layout import Layout
 from provisioner.manifest.desired import DesiredState
 from provisioner.plan.change import Change, ItemResult
-from provisioner.requirements import check, parse_requirement, parse_requirements_file
+from provisioner.software import gitops, pyenv
+from provisioner.software.guard import guarded_install
+from provisioner.software.requirements import check, parse_requirement, parse_requirements_file
 
 KIND = "comfyui"
 ITEM_ID = "comfyui"

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.actions.base import ApplyContext
-from provisioner.errors import DiskSpaceError, PhoenixError, SourceError
+from provisioner.core.errors import DiskSpaceError, PhoenixError, SourceError
+from provisioner.core.units import human_bytes
 from provisioner.manifest.desired import DesiredModel
 from provisioner.manifest.models import CivitaiModel, HFModel, URLModel
 from provisioner.plan.change import Change, ItemResult
@@ -43,8 +44,7 @@ from provisioner.sources.organizer import folder_from_name, route
 from provisioner.sources.placement import hash_file, link_or_copy, place
 from provisioner.sources.progress import Progress
 from provisioner.sources.safetensors_header import read_header
-from provisioner.state import FileRecord, ModelRecord, file_record
-from provisioner.units import human_bytes
+from provisioner.state.store import FileRecord, ModelRecord, file_record
 
 KIND = "model"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from provisioner.actions.base import ApplyContext, ObserveContext
 from provisioner.manifest.desired import DesiredModel, DesiredState
 from provisioner.plan.change import Action, Change, ItemResult
-from provisioner.state import ModelRecord, State
+from provisioner.state.store import ModelRecord, State
 
 KIND = "model"
 

@@ -16,15 +16,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provisioner import gitops, proc, pyenv
 from provisioner.actions.base import ApplyContext, ObserveContext
-from provisioner.errors import InstallError, PhoenixError
-from provisioner.fsio import staging_dir
-from provisioner.guard import guarded_install
+from provisioner.core.errors import InstallError, PhoenixError
+from provisioner.core.fsio import staging_dir
 from provisioner.manifest.desired import DesiredNode, DesiredState
 from provisioner.plan.change import Change, ItemResult
-from provisioner.requirements import check, parse_requirement, parse_requirements_file
-from provisioner.state import NodeRecord
+from provisioner.software import gitops, proc, pyenv
+from provisioner.software.guard import guarded_install
+from provisioner.software.requirements import check, parse_requirement, parse_requirements_file
+from provisioner.state.store import NodeRecord
 
 KIND = "node"
 INSTALL_PY_TIMEOUT = 900.0

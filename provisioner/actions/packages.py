@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from provisioner import pyenv
 from provisioner.actions.base import ApplyContext, ObserveContext
-from provisioner.errors import ManifestError, PhoenixError
-from provisioner.guard import build_guard, conflict, guarded_install
+from provisioner.core.errors import ManifestError, PhoenixError
 from provisioner.manifest.desired import DesiredPackage, DesiredState
 from provisioner.plan.change import Change, ItemResult
-from provisioner.requirements import check, parse_requirement
-from provisioner.state import PackageRecord
+from provisioner.software import pyenv
+from provisioner.software.guard import build_guard, conflict, guarded_install
+from provisioner.software.requirements import check, parse_requirement
+from provisioner.state.store import PackageRecord
 
 KIND = "package"
 

@@ -8,8 +8,8 @@ import sys
 
 from provisioner.commands.argtypes import count
 from provisioner.commands.common import add_source_options, load_inputs
-from provisioner.logs import setup_logging
-from provisioner.redact import redact
+from provisioner.core.logs import setup_logging
+from provisioner.core.redact import redact
 
 HELP = "apply the plan: fetch and verify models, install nodes and packages (exit 1 on failures)"
 
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from provisioner.apply import apply_all
-    from provisioner.lockfile import load_lock, lock_path_for
+    from provisioner.state.lockfile import load_lock, lock_path_for
 
     desired, secrets, layout, versions = load_inputs(args)
     log = setup_logging(desired.manifest.debug)

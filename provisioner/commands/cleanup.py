@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from provisioner.commands.argtypes import seconds
-from provisioner.errors import EnvError, PhoenixError
-from provisioner.layout import DEFAULT_ROOT, Layout
+from provisioner.core.errors import EnvError, PhoenixError
+from provisioner.core.layout import DEFAULT_ROOT, Layout
 from provisioner.manifest.envmap import parse_bool
 from provisioner.runtime import cleanup, storage, system
 

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from provisioner.layout import Layout
+from provisioner.core.layout import Layout
 
 if TYPE_CHECKING:
-    from provisioner.config import Versions
+    from provisioner.core.config import Versions
     from provisioner.manifest.desired import DesiredState, Secrets
 
 
@@ -28,7 +28,7 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
 
 def load_inputs(args: argparse.Namespace) -> tuple[DesiredState, Secrets, Layout, Versions]:
     """Desired state, secrets, workspace layout and pinned versions for a command."""
-    from provisioner.config import load_versions
+    from provisioner.core.config import load_versions
     from provisioner.manifest.merge import load_desired
 
     desired, secrets = load_desired(getattr(args, "manifest", None), os.environ)

@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the doctor report; 1 when the torch/GPU check fails."""
-    from provisioner.layout import Layout
-    from provisioner.redact import redact
+    from provisioner.core.layout import Layout
+    from provisioner.core.redact import redact
     from provisioner.runtime.doctor import doctor_report, render_doctor
     from provisioner.runtime.run import default_comfy_python, default_load
 

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from provisioner.docs import env_markdown_table, env_rows
+    from provisioner.generate.docs import env_markdown_table, env_rows
 
     if args.format == "markdown":
         print(env_markdown_table(args.tier), end="")

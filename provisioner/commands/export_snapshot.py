@@ -7,12 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-from provisioner import pyenv
 from provisioner.commands.common import add_source_options
-from provisioner.fsio import write_output
-from provisioner.layout import DEFAULT_ROOT, Layout
-from provisioner.snapshot import dump_snapshot, export_snapshot
-from provisioner.state import load_state
+from provisioner.core.fsio import write_output
+from provisioner.core.layout import DEFAULT_ROOT, Layout
+from provisioner.software import pyenv
+from provisioner.software.snapshot import dump_snapshot, export_snapshot
+from provisioner.state.store import load_state
 
 HELP = "write the current state as a ComfyUI-Manager snapshot (JSON or YAML)"
 

@@ -13,9 +13,14 @@ import errno
 import sys
 from pathlib import Path
 
-from provisioner.errors import ManifestError, PhoenixError
-from provisioner.fsio import read_capped, write_output
-from provisioner.snapshot import PIP_MODES, import_snapshot, parse_snapshot, render_manifest
+from provisioner.core.errors import ManifestError, PhoenixError
+from provisioner.core.fsio import read_capped, write_output
+from provisioner.software.snapshot import (
+    PIP_MODES,
+    import_snapshot,
+    parse_snapshot,
+    render_manifest,
+)
 
 HELP = "turn a ComfyUI-Manager snapshot (JSON or YAML) into manifest entries"
 #: a Manager snapshot of a large install (hundreds of nodes and pips) is ~50 KB; a bigger file

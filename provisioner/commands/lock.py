@@ -9,7 +9,7 @@ from pathlib import Path
 
 from provisioner.commands.argtypes import count
 from provisioner.commands.common import add_source_options, load_inputs
-from provisioner.redact import redact
+from provisioner.core.redact import redact
 
 HELP = "resolve HF revisions, Civitai versions and node refs; write <manifest>.lock.json"
 
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from provisioner.lockfile import lock_path_for, resolve_lock, write_lock
+    from provisioner.state.lockfile import lock_path_for, resolve_lock, write_lock
 
     desired, secrets, _, _ = load_inputs(args)
     manifest = getattr(args, "manifest", None) or os.environ.get("PHOENIX_MANIFEST")

@@ -9,9 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from provisioner import pyenv
 from provisioner.commands.common import add_source_options, load_inputs
-from provisioner.layout import Layout
+from provisioner.core.layout import Layout
+from provisioner.software import pyenv
 
 if TYPE_CHECKING:
     from provisioner.manifest.desired import DesiredState
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _with_lock(desired: DesiredState) -> tuple[DesiredState, list[str]]:
     """Pins from the lock file beside the manifest (sizes, hashes, commits), and how the
     desired state differs from it; unchanged when there is no lock file."""
-    from provisioner.lockfile import apply_lock, load_lock, lock_drift, lock_path_for
+    from provisioner.state.lockfile import apply_lock, load_lock, lock_drift, lock_path_for
 
     path = lock_path_for(desired.manifest_path)
     if not path.is_file():

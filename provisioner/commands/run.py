@@ -8,7 +8,7 @@ from pathlib import Path
 
 from provisioner.commands.argtypes import count, port, seconds
 from provisioner.commands.common import add_source_options
-from provisioner.errors import EnvError
+from provisioner.core.errors import EnvError
 
 HELP = "harden, apply, launch ComfyUI and services, wait for a signal, stop and clean up"
 
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT or a failure; see :mod:`provisioner.runtime.run` for exit codes."""
     # imported here so that other subcommands do not pay for the runtime's imports
-    from provisioner.logs import debug_enabled, setup_logging
+    from provisioner.core.logs import debug_enabled, setup_logging
     from provisioner.runtime.run import RunOptions, run_pod
 
     setup_logging(debug=debug_enabled(os.environ))

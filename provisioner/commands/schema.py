@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from provisioner.fsio import write_output
-    from provisioner.schema import schema_text
+    from provisioner.core.fsio import write_output
+    from provisioner.generate.schema import schema_text
 
     text = schema_text(args.kind)
     if args.write:

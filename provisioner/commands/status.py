@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any
 
-from provisioner.errors import EnvError, PhoenixError
+from provisioner.core.errors import EnvError, PhoenixError
 
 HELP = "show the running pod's status (phase, services, flags, versions) from the health API"
 

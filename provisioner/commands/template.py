@@ -30,9 +30,9 @@ def template_text(image: str | None, api: bool) -> str:
     """The template JSON text, newline-terminated, as committed."""
     import json
 
-    from provisioner.config import load_versions
+    from provisioner.core.config import load_versions
+    from provisioner.generate.template import api_input, render_template
     from provisioner.manifest.envmap import ENV_VARS
-    from provisioner.template import api_input, render_template
 
     template = render_template(ENV_VARS, load_versions(), image=image)
     if api:
@@ -41,8 +41,8 @@ def template_text(image: str | None, api: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from provisioner.errors import ConfigError
-    from provisioner.fsio import read_text_file, write_output
+    from provisioner.core.errors import ConfigError
+    from provisioner.core.fsio import read_text_file, write_output
 
     text = template_text(args.image, args.api)
     if args.write:

@@ -272,7 +272,7 @@ BY_NAME: dict[str, EnvVar] = {v.name: v for v in ENV_VARS}
 FOREIGN_SECRETS: tuple[str, ...] = ("HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY")
 
 #: Every secret variable name: the table's ``secret`` column, then :data:`FOREIGN_SECRETS`.
-#: ``provisioner.proc`` and ``provisioner.runtime.system`` both use this one list.
+#: ``provisioner.software.proc`` and ``provisioner.runtime.system`` both use this one list.
 SECRET_NAMES: tuple[str, ...] = tuple(v.name for v in ENV_VARS if v.secret) + FOREIGN_SECRETS
 
 #: The 13 template variables of REQUIREMENTS.md (the seed set).

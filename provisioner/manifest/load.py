@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import ManifestError
+from provisioner.core.errors import ManifestError
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_NODES = 100_000

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.errors import EnvError, ManifestError, PhoenixError
+from provisioner.core.errors import EnvError, ManifestError, PhoenixError
+from provisioner.core.redact import register_secret
 from provisioner.manifest import items as parse
 from provisioner.manifest.desired import (
     DesiredModel,
@@ -29,8 +30,7 @@ from provisioner.manifest.load import ManifestDoc, load_manifest_file
 from provisioner.manifest.models import CivitaiModel, HFModel, Manifest, NodeSpec, URLModel, is_glob
 from provisioner.manifest.profiles import load_profiles
 from provisioner.manifest.validate import build_manifest, validate_doc
-from provisioner.redact import register_secret
-from provisioner.requirements import parse_requirement, split_requirements
+from provisioner.software.requirements import parse_requirement, split_requirements
 
 DEFAULT_ORIGIN = "default"
 
@@ -282,7 +282,7 @@ def _env_packages(name: str, value: str) -> list[_Sourced]:
 
 
 def _default_models() -> list[_Sourced]:
-    from provisioner.resources import manifests_dir
+    from provisioner.core.resources import manifests_dir
 
     doc = load_manifest_file(str(manifests_dir() / "default.yaml"))
     return [_Sourced(entry, DEFAULT_ORIGIN) for entry in doc.data.get("models", [])]

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from provisioner.errors import ConfigError
+from provisioner.core.errors import ConfigError
 from provisioner.manifest.models import ModelFolder
 
 
@@ -33,7 +33,7 @@ def load_profiles() -> dict[str, Profile]:
     """All shipped profiles by repo id (cached; the file ships with Phoenix)."""
     from ruamel.yaml import YAML
 
-    from provisioner.resources import manifests_dir
+    from provisioner.core.resources import manifests_dir
 
     path = manifests_dir() / "profiles.yaml"
     try:

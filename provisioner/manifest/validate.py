@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from provisioner.errors import ManifestError, ManifestErrors
+from provisioner.core.errors import ManifestError, ManifestErrors
 from provisioner.manifest import models
 from provisioner.manifest.load import ManifestDoc, format_keypath
 from provisioner.manifest.models import Manifest
@@ -47,7 +47,7 @@ _PATTERN_HELP = {
 @functools.lru_cache(maxsize=1)
 def manifest_schema() -> dict[str, Any]:
     """The committed manifest JSON Schema (a test keeps it equal to the generated one)."""
-    from provisioner.resources import schemas_dir
+    from provisioner.core.resources import schemas_dir
 
     with (schemas_dir() / "manifest.schema.json").open(encoding="utf-8") as fh:
         schema: dict[str, Any] = json.load(fh)

@@ -6,10 +6,10 @@ import json
 import os
 from typing import Any
 
+from provisioner.core.redact import redact
+from provisioner.core.units import human_bytes
 from provisioner.plan.build import Plan
 from provisioner.plan.change import MARKS
-from provisioner.redact import redact
-from provisioner.units import human_bytes
 
 _COLORS = {"create": "32", "update": "33", "delete": "31", "unchanged": "2"}
 
@@ -28,7 +28,7 @@ def use_color(stream: Any) -> bool:
 
 
 def human_size(size: int | None) -> str:
-    """``12.3 GB`` style (:func:`~provisioner.units.human_bytes`), or ``size unknown``."""
+    """``12.3 GB`` style (:func:`~provisioner.core.units.human_bytes`), or ``size unknown``."""
     return "size unknown" if size is None else human_bytes(size)
 
 

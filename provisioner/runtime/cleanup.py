@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provisioner.fsio import atomic_write_bytes
-from provisioner.layout import Layout
+from provisioner.core.fsio import atomic_write_bytes
+from provisioner.core.layout import Layout
+from provisioner.core.redact import redact
 from provisioner.manifest.envmap import flag_or_none
-from provisioner.redact import redact
 from provisioner.runtime.system import history_files
 
 CHUNK = 1024 * 1024

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import __version__
-from provisioner.errors import GPUError
-from provisioner.layout import Layout
+from provisioner.core.errors import GPUError
+from provisioner.core.layout import Layout
 from provisioner.manifest.models import Manifest
 from provisioner.runtime import filebrowser, storage
 from provisioner.runtime.cliargs import load_cli_spec

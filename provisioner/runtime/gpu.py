@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from provisioner.errors import GPUError
+from provisioner.core.errors import GPUError
 
 log = logging.getLogger("phoenix.gpu")
 

@@ -2,7 +2,7 @@
 
 A stdlib HTTP server on its own port (default 8189) in a daemon thread of ``phoenix run``, so
 it answers from the first second, during apply too. ``/status`` never holds a secret: every
-value passes through :func:`~provisioner.redact.redact` before it is sent.
+value passes through :func:`~provisioner.core.redact.redact` before it is sent.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from provisioner.core.redact import redact
 from provisioner.plan.change import ItemResult
-from provisioner.redact import redact
 from provisioner.runtime.services import probe_http
 
 log = logging.getLogger("phoenix.health")

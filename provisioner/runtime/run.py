@@ -20,14 +20,14 @@ from types import FrameType
 from typing import IO, Any, Protocol
 
 from provisioner import __version__
-from provisioner.config import Versions, load_versions
-from provisioner.errors import PhoenixError, ServiceError
-from provisioner.fsio import atomic_write_text
-from provisioner.layout import Layout
+from provisioner.core.config import Versions, load_versions
+from provisioner.core.errors import PhoenixError, ServiceError
+from provisioner.core.fsio import atomic_write_text
+from provisioner.core.layout import Layout
+from provisioner.core.redact import redact, register_secret
 from provisioner.manifest.desired import DesiredState, Secrets
 from provisioner.manifest.models import MODEL_FOLDERS, ComfyUIConfig, Manifest
 from provisioner.plan.change import ItemResult
-from provisioner.redact import redact, register_secret
 from provisioner.runtime import cleanup, filebrowser, storage, system
 from provisioner.runtime.cliargs import CliSpec, filter_args, load_cli_spec
 from provisioner.runtime.flags import FlagChoice, InstalledFeatures, choose_flags

@@ -4,7 +4,7 @@ Each service runs in its own process group (``start_new_session``), so stopping 
 every process it started: SIGTERM to the group, a grace period, then SIGKILL. A service that
 exits is restarted after an exponential backoff until its restart budget is spent; then the
 supervisor reports it failed and ``phoenix run`` stops with a non-zero exit code. Output goes
-through :func:`~provisioner.redact.redact` into ``.phoenix/logs/<name>.log`` (rotated).
+through :func:`~provisioner.core.redact.redact` into ``.phoenix/logs/<name>.log`` (rotated).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from provisioner.redact import redact
+from provisioner.core.redact import redact
 
 log = logging.getLogger("phoenix.services")
 

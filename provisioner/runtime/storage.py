@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from provisioner.units import GB
+from provisioner.core.units import GB
 
 RUNPOD_VOLUME = Path("/runpod-volume")
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from provisioner.core.redact import register_secret
 from provisioner.manifest.envmap import SECRET_NAMES
-from provisioner.redact import register_secret
 
 log = logging.getLogger("phoenix.system")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from provisioner.errors import AuthError, NotFoundError, SourceError
+from provisioner.core.errors import AuthError, NotFoundError, SourceError
 from provisioner.manifest.items import parse_civitai_ref
 from provisioner.manifest.models import CivitaiModel
 from provisioner.sources.download import DownloadResult, download

@@ -31,7 +31,7 @@ from typing import Any
 import requests
 import urllib3.exceptions
 
-from provisioner.errors import (
+from provisioner.core.errors import (
     AuthError,
     DiskSpaceError,
     DownloadError,
@@ -39,11 +39,11 @@ from provisioner.errors import (
     NotFoundError,
     PhoenixError,
 )
-from provisioner.fsio import atomic_write_json
+from provisioner.core.fsio import atomic_write_json
+from provisioner.core.units import human_bytes
 from provisioner.sources.http import DEFAULT_RETRY, RETRY_STATUSES, RetryPolicy
 from provisioner.sources.placement import place
 from provisioner.sources.progress import Progress, ProgressTask
-from provisioner.units import human_bytes
 
 logger = logging.getLogger("phoenix.download")
 

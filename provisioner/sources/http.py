@@ -20,7 +20,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from provisioner import __version__
-from provisioner.redact import register_secret
+from provisioner.core.redact import register_secret
 
 USER_AGENT = f"phoenix-provisioner/{__version__} (+https://github.com/phoenix-provisioner)"
 

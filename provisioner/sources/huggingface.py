@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import AuthError, IntegrityError, NotFoundError, SourceError
+from provisioner.core.errors import AuthError, IntegrityError, NotFoundError, SourceError
+from provisioner.core.redact import register_secret
 from provisioner.manifest.models import is_glob
-from provisioner.redact import register_secret
 from provisioner.sources.download import DownloadCancelled
 from provisioner.sources.placement import hash_file
 from provisioner.sources.progress import Progress

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.fsio import fsync_dir
+from provisioner.core.fsio import fsync_dir
 
 _CHUNK = 8 * 1024 * 1024
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
-from provisioner.units import human_bytes
+from provisioner.core.units import human_bytes
 
 logger = logging.getLogger("phoenix.download")
 

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from provisioner.errors import SourceError
+from provisioner.core.errors import SourceError
 from provisioner.manifest.models import URLModel
 from provisioner.sources.download import DownloadResult, download
 from provisioner.sources.http import NoAuth

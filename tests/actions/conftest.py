@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from provisioner.redact import forget_secrets
+from provisioner.core.redact import forget_secrets
 from tests.sources.loopback import LoopbackHub, running_hub
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from provisioner import proc, pyenv
 from provisioner.actions import comfyui
-from provisioner.config import Versions
-from provisioner.layout import Layout
+from provisioner.core.config import Versions
+from provisioner.core.layout import Layout
 from provisioner.manifest.desired import DesiredState
 from provisioner.manifest.models import ComfyUIConfig, Manifest
 from provisioner.plan.change import Change
-from provisioner.state import load_state
+from provisioner.software import proc, pyenv
+from provisioner.state.store import load_state
 from tests.software_fixtures.gitrepo import Repo
 from tests.software_fixtures.helpers import apply_ctx, observe_ctx, versions
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from provisioner.apply import apply_all
-from provisioner.config import load_versions
-from provisioner.errors import LockFileError
-from provisioner.layout import Layout
-from provisioner.lockfile import (
+from provisioner.core.config import load_versions
+from provisioner.core.errors import LockFileError
+from provisioner.core.layout import Layout
+from provisioner.state.lockfile import (
     apply_lock,
     check_lock,
     load_lock,
@@ -21,7 +21,7 @@ from provisioner.lockfile import (
     resolve_lock,
     write_lock,
 )
-from provisioner.state import load_state
+from provisioner.state.store import load_state
 from tests.fixtures.desired import FLUX_SET, desired_from
 from tests.fixtures.hub import GATED_TOKEN, FluxHub, safetensors_bytes
 from tests.sources.loopback import LoopbackHub

@@ -13,11 +13,11 @@ import pytest
 from provisioner.actions.base import ApplyContext
 from provisioner.actions.model_apply import FileJob, _Runner, check_own_destinations
 from provisioner.apply import ApplyReport, apply_all
-from provisioner.config import load_versions
-from provisioner.errors import DiskSpaceError, SourceError
-from provisioner.layout import Layout
+from provisioner.core.config import load_versions
+from provisioner.core.errors import DiskSpaceError, SourceError
+from provisioner.core.layout import Layout
 from provisioner.plan.build import build_plan
-from provisioner.state import StateStore, load_state
+from provisioner.state.store import StateStore, load_state
 from tests.fixtures.desired import FLUX_SET, desired_from
 from tests.fixtures.hub import GATED_TOKEN, LORA_KEYS, FluxHub, safetensors_bytes
 from tests.sources.loopback import LoopbackHub, Served

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import proc, pyenv
 from provisioner.actions import nodes
-from provisioner.layout import Layout
+from provisioner.core.layout import Layout
 from provisioner.manifest.desired import DesiredNode, DesiredState
 from provisioner.manifest.models import NodeSpec
 from provisioner.plan.change import Change, ItemResult
-from provisioner.state import load_state
+from provisioner.software import proc, pyenv
+from provisioner.state.store import load_state
 from tests.software_fixtures.gitrepo import Repo, node_repo
 from tests.software_fixtures.helpers import apply_ctx, desired_nodes, observe_ctx
 
@@ -232,7 +232,7 @@ def test_requirements_change_reinstalls_without_git(
 
 
 def test_git_never_prompts_for_credentials(sw_layout: Layout) -> None:
-    from provisioner import gitops
+    from provisioner.software import gitops
 
     env = gitops.git_env("https://example.invalid/x.git")
     assert env["GIT_TERMINAL_PROMPT"] == "0"

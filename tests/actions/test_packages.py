@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import proc, pyenv
 from provisioner.actions import packages
-from provisioner.errors import ManifestError
-from provisioner.layout import Layout
+from provisioner.core.errors import ManifestError
+from provisioner.core.layout import Layout
 from provisioner.manifest.desired import DesiredPackage, DesiredState
 from provisioner.manifest.models import Manifest
-from provisioner.requirements import split_requirements
-from provisioner.state import load_state
+from provisioner.software import proc, pyenv
+from provisioner.software.requirements import split_requirements
+from provisioner.state.store import load_state
 from tests.software_fixtures.helpers import apply_ctx, desired_nodes, observe_ctx
 
 pytest_plugins = ["tests.software_fixtures.plugin"]

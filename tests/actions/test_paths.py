@@ -8,10 +8,10 @@ from pathlib import Path
 
 from provisioner.actions import paths
 from provisioner.actions.base import ApplyContext, ObserveContext
-from provisioner.config import load_versions
-from provisioner.layout import Layout
+from provisioner.core.config import load_versions
+from provisioner.core.layout import Layout
 from provisioner.manifest.merge import load_desired
-from provisioner.state import StateStore, load_state
+from provisioner.state.store import StateStore, load_state
 
 
 def _plan(layout: Layout) -> dict[str, tuple[str, str]]:

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import proc, pyenv
 from provisioner.actions import comfyui, nodes, packages
 from provisioner.actions.base import ApplyContext
-from provisioner.errors import PhoenixError
-from provisioner.layout import Layout
+from provisioner.core.errors import PhoenixError
+from provisioner.core.layout import Layout
 from provisioner.manifest.merge import load_desired
 from provisioner.plan import build as plan_build
 from provisioner.plan import kinds
 from provisioner.plan.render import render_text
-from provisioner.state import StateStore
+from provisioner.software import proc, pyenv
+from provisioner.state.store import StateStore
 from tests.software_fixtures.gitrepo import Repo, node_repo
 from tests.software_fixtures.helpers import versions
 

@@ -47,7 +47,7 @@ def _run(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_build_time_and_runtime_guard_the_same_names() -> None:
     """The image build (stdlib only) and the runtime guard protect one set of distributions."""
-    from provisioner.guard import GUARDED_NAMES
+    from provisioner.software.guard import GUARDED_NAMES
 
     assert mod.GUARDED_EXACT == GUARDED_NAMES
 

@@ -330,7 +330,7 @@ _env_values = st.lists(
     value=_env_values,
 )
 def test_random_env_values_never_traceback(name: str, value: str) -> None:
-    from provisioner.errors import PhoenixError
+    from provisioner.core.errors import PhoenixError
     from provisioner.manifest.merge import load_desired
 
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import EnvError, ManifestError
+from provisioner.core.errors import EnvError, ManifestError
 from provisioner.manifest.merge import load_desired
 
 FLUX_FILES = {

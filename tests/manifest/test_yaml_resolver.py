@@ -8,7 +8,7 @@ import pytest
 from ruamel.yaml import YAML
 from ruamel.yaml.nodes import MappingNode, SequenceNode
 
-from provisioner.errors import ManifestError
+from provisioner.core.errors import ManifestError
 from provisioner.manifest import load
 
 DOCS = [

@@ -12,12 +12,12 @@ import jsonschema
 import pytest
 
 from provisioner.actions.models import request_key
-from provisioner.config import load_versions
-from provisioner.layout import Layout
+from provisioner.core.config import load_versions
+from provisioner.core.layout import Layout
+from provisioner.core.resources import schemas_dir
 from provisioner.manifest.merge import load_desired
 from provisioner.plan.build import build_plan
-from provisioner.resources import schemas_dir
-from provisioner.state import ModelRecord, StateStore, file_record
+from provisioner.state.store import ModelRecord, StateStore, file_record
 from tests.conftest import clean_env, run_phoenix
 
 FLUX_DESTS = {
@@ -210,7 +210,7 @@ def test_text_plan_shows_pinned_versions(tmp_path: Path) -> None:
 
 
 def test_plan_uses_the_lock_beside_the_manifest_and_reports_drift(tmp_path: Path) -> None:
-    from provisioner.lockfile import LockFile, desired_hash, lock_path_for, write_lock
+    from provisioner.state.lockfile import LockFile, desired_hash, lock_path_for, write_lock
 
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text("version: 1\nmodels:\n  - civitai: 618692@691639\n    type: loras\n")

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provisioner.config import Versions, load_versions
-from provisioner.layout import Layout
+from provisioner.core.config import Versions, load_versions
+from provisioner.core.layout import Layout
 from provisioner.manifest.desired import DesiredState, Secrets
 from provisioner.manifest.models import Manifest
 from provisioner.plan.change import ItemResult

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.layout import Layout
+from provisioner.core.layout import Layout
 from provisioner.runtime.cleanup import (
     ERRORS_SHOWN,
     Target,
@@ -130,7 +130,7 @@ def test_overwrite_really_zeroes_before_unlink(tmp_path: Path) -> None:
 
 
 def test_secret_remnants_in_logs_are_masked(tmp_path: Path) -> None:
-    from provisioner.redact import forget_secrets, register_secret
+    from provisioner.core.redact import forget_secrets, register_secret
     from provisioner.runtime.cleanup import log_files, scrub_secret_remnants
 
     layout = Layout(tmp_path)

@@ -141,7 +141,7 @@ def _real_flags() -> set[str]:
 
 
 def test_recorded_flags_are_those_of_the_pinned_commit() -> None:
-    from provisioner.config import load_versions
+    from provisioner.core.config import load_versions
 
     header = (DATA / "comfyui_cli_flags_pinned.txt").read_text().splitlines()[1]
     assert header.endswith(load_versions().comfyui_commit)

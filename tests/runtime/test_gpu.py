@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from provisioner.errors import GPUError
+from provisioner.core.errors import GPUError
 from provisioner.runtime.gpu import (
     GpuFacts,
     arch_supported,

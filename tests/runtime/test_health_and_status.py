@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from provisioner.commands import status as status_cmd
-from provisioner.errors import PhoenixError
+from provisioner.core.errors import PhoenixError
+from provisioner.core.redact import forget_secrets, register_secret
 from provisioner.plan.change import ItemResult
-from provisioner.redact import forget_secrets, register_secret
 from provisioner.runtime.health import HealthServer, StatusBoard
 from tests.runtime.conftest import free_port, http_get
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.commands import cleanup as cleanup_cmd
-from provisioner.layout import Layout
+from provisioner.core.layout import Layout
 from provisioner.manifest.models import ComfyUIConfig, Manifest, Storage
 from provisioner.runtime.cliargs import parse_cli_spec
 from provisioner.runtime.doctor import doctor_report, render_doctor

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from provisioner.redact import forget_secrets, register_secret
+from provisioner.core.redact import forget_secrets, register_secret
 from provisioner.runtime.services import (
     RestartPolicy,
     ServiceSpec,

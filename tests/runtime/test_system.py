@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.redact import forget_secrets, redact
+from provisioner.core.redact import forget_secrets, redact
 from provisioner.runtime.system import (
     UserEntry,
     chown_tree,
@@ -138,9 +138,9 @@ def test_chown_tree_counts_only_changes(tmp_path: Path) -> None:
 
 def test_secret_names_come_from_the_env_table_once() -> None:
     """proc's and the runtime's secret lists are the table's secret column + foreign ones."""
-    from provisioner import proc
     from provisioner.manifest.envmap import ENV_VARS, FOREIGN_SECRETS
     from provisioner.runtime import system
+    from provisioner.software import proc
 
     table = {v.name for v in ENV_VARS if v.secret}
     assert {"HUGGINGFACE_TOKEN", "HF_TOKEN", "CIVITAI_TOKEN", "FB_PASSWORD"} <= table

@@ -6,11 +6,11 @@ import logging
 from collections.abc import Sequence
 
 from provisioner.actions.base import ApplyContext, ObserveContext
-from provisioner.config import Versions
-from provisioner.layout import Layout
+from provisioner.core.config import Versions
+from provisioner.core.layout import Layout
 from provisioner.manifest.desired import DesiredNode, DesiredPackage, DesiredState
 from provisioner.manifest.models import Manifest, NodeSpec
-from provisioner.state import StateStore, load_state
+from provisioner.state.store import StateStore, load_state
 
 
 def versions(repo: str = "file:///nonexistent", commit: str = "0" * 40) -> Versions:
@@ -20,7 +20,7 @@ def versions(repo: str = "file:///nonexistent", commit: str = "0" * 40) -> Versi
 
 def desired_of(manifest: Manifest, origin: str = "manifest.yaml") -> DesiredState:
     """The desired state of a manifest's nodes and packages (the lead's merge does more)."""
-    from provisioner.gitops import node_name
+    from provisioner.software.gitops import node_name
 
     nodes = []
     for spec in manifest.nodes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.layout import Layout
+from provisioner.core.layout import Layout
 from tests.software_fixtures.wheels import build_wheel
 
 #: what the fake image ships (the guard must keep these)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from provisioner.redact import forget_secrets
+from provisioner.core.redact import forget_secrets
 from provisioner.sources.http import RetryPolicy, make_session
 from tests.sources.loopback import LoopbackHub, running_hub
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from provisioner.errors import AuthError, IntegrityError, NotFoundError, SourceError
+from provisioner.core.errors import AuthError, IntegrityError, NotFoundError, SourceError
+from provisioner.core.redact import redact
 from provisioner.manifest.items import CivitaiRef, parse_civitai_ref
 from provisioner.manifest.models import CivitaiModel
-from provisioner.redact import redact
 from provisioner.sources.civitai import (
     download_civitai_file,
     folder_for_type,

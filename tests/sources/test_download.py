@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from provisioner.errors import DiskSpaceError, DownloadError, IntegrityError, NotFoundError
+from provisioner.core.errors import DiskSpaceError, DownloadError, IntegrityError, NotFoundError
 from provisioner.sources.download import (
     DownloadResult,
     DownloadTask,

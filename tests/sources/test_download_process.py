@@ -24,7 +24,7 @@ PACKAGE_ROOT = Path(provisioner.__file__).resolve().parents[1]
 CHILD = """
 import json, sys
 from pathlib import Path
-from provisioner.errors import PhoenixError
+from provisioner.core.errors import PhoenixError
 from provisioner.sources.download import download
 from provisioner.sources.http import make_session
 

@@ -7,7 +7,7 @@ import email.utils
 import pytest
 import requests
 
-from provisioner.redact import redact
+from provisioner.core.redact import redact
 from provisioner.sources.http import (
     USER_AGENT,
     HostScopedBearer,

@@ -23,8 +23,8 @@ import pytest
 import requests
 
 import provisioner.sources.huggingface as hfmod
-from provisioner.config import load_versions
-from provisioner.errors import SourceError
+from provisioner.core.config import load_versions
+from provisioner.core.errors import SourceError
 from provisioner.sources.huggingface import (
     HFClient,
     StagingWatch,

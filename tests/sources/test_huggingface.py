@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import AuthError, IntegrityError, NotFoundError, SourceError
-from provisioner.redact import forget_secrets, redact
+from provisioner.core.errors import AuthError, IntegrityError, NotFoundError, SourceError
+from provisioner.core.redact import forget_secrets, redact
 from provisioner.sources.huggingface import HFClient, endpoint, license_page, matches
 from tests.fixtures.hub import GATED_TOKEN, FluxHub, free_port
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 
+from provisioner.core.units import MB
 from provisioner.sources.progress import (
     BarProgress,
     LogProgress,
     human_eta,
     make_progress,
 )
-from provisioner.units import MB
 
 
 class FakeClock:

@@ -9,7 +9,7 @@ import pytest
 import requests
 from pydantic import ValidationError
 
-from provisioner.errors import IntegrityError, SourceError
+from provisioner.core.errors import IntegrityError, SourceError
 from provisioner.manifest.models import URLModel
 from provisioner.sources.http import attach_bearer
 from provisioner.sources.url import download_url_file, resolve_url

@@ -19,14 +19,14 @@ from packaging.utils import canonicalize_name
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from provisioner import gitops, pyenv
-from provisioner.errors import GitError, ManifestError
-from provisioner.guard import is_guarded
-from provisioner.layout import Layout
+from provisioner.core.errors import GitError, ManifestError
+from provisioner.core.layout import Layout
 from provisioner.manifest.items import credential_in_url, parse_node_item, without_credentials
 from provisioner.manifest.load import format_keypath
-from provisioner.requirements import parse_requirement
-from provisioner.state import State
+from provisioner.software import gitops, pyenv
+from provisioner.software.guard import is_guarded
+from provisioner.software.requirements import parse_requirement
+from provisioner.state.store import State
 
 #: ``pip freeze`` leaves these out; so does an export, and an import skips them
 TOOLING = frozenset({"pip", "setuptools", "wheel", "distribute", "uv"})

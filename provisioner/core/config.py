@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.errors import ConfigError
+from provisioner.core.errors import ConfigError
 
 REQUIRED_KEYS = (
     "COMFYUI_REPO",
@@ -89,8 +89,8 @@ def _check_value(key: str, value: str, where: str) -> None:
 
 def load_versions(path: Path | None = None) -> Versions:
     """Read and validate versions.conf (the shipped one by default)."""
-    from provisioner.fsio import read_text_file
-    from provisioner.resources import versions_conf
+    from provisioner.core.fsio import read_text_file
+    from provisioner.core.resources import versions_conf
 
     target = path or versions_conf()
     text = read_text_file(

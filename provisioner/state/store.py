@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from provisioner.errors import StateError
-from provisioner.fsio import atomic_write_json
-from provisioner.layout import Layout
+from provisioner.core.errors import StateError
+from provisioner.core.fsio import atomic_write_json
+from provisioner.core.layout import Layout
 
 STATE_VERSION = 1
 _T = TypeVar("_T")

@@ -14,9 +14,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner import proc
-from provisioner.errors import GitError
-from provisioner.fsio import read_capped, staging_dir
+from provisioner.core.errors import GitError
+from provisioner.core.fsio import read_capped, staging_dir
+from provisioner.software import proc
 
 #: a full commit id; ``\Z``, not ``$``, which would also accept a trailing newline
 HEX40 = re.compile(r"\A[0-9a-f]{40}\Z")

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import __version__
-from provisioner.errors import LockFileError, PhoenixError
-from provisioner.fsio import write_output
+from provisioner.core.errors import LockFileError, PhoenixError
+from provisioner.core.fsio import write_output
 from provisioner.manifest.desired import DesiredModel, DesiredNode, DesiredState, Secrets
 from provisioner.manifest.models import CivitaiModel, HFModel, URLModel
 
@@ -242,9 +242,9 @@ def resolve_lock(
     """Resolve every floating reference of ``desired``; returns the lock and per-item errors.
 
     Models resolve in parallel (HF commit + files, Civitai version + file); each node's ref
-    resolves to a commit with :func:`provisioner.gitops.resolve_ref` (``git ls-remote``).
+    resolves to a commit with :func:`provisioner.software.gitops.resolve_ref` (``git ls-remote``).
     """
-    from provisioner.gitops import resolve_ref
+    from provisioner.software.gitops import resolve_ref
     from provisioner.sources.huggingface import HFClient
 
     hf = HFClient(token=secrets.hf_token)

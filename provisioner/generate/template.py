@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from provisioner import __version__
-from provisioner.config import Versions
+from provisioner.core.config import Versions
 from provisioner.manifest.envmap import EnvVar
 
 TEMPLATE_NAME = "Phoenix: ComfyUI + FLUX (RTX 5090 ready)"

@@ -17,7 +17,7 @@ def home() -> Path:
     override = os.environ.get("PHOENIX_HOME")
     if override:
         if not (Path(override) / "manifests").is_dir():
-            from provisioner.errors import ConfigError
+            from provisioner.core.errors import ConfigError
 
             raise ConfigError(
                 f"{override!r} has no manifests/ folder",
@@ -26,7 +26,7 @@ def home() -> Path:
                 "or unset it",
             )
         return Path(override)
-    beside = Path(__file__).resolve().parent.parent
+    beside = Path(__file__).resolve().parents[2]  # provisioner/core/resources.py -> checkout
     if (beside / "manifests").is_dir():
         return beside
     installed = Path(sys.prefix) / "share" / "phoenix"

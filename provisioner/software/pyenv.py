@@ -4,7 +4,7 @@
 image's torch is used as is while packages installed for nodes persist on the volume. When the
 image's Python is itself a virtual environment, its site-packages are chained in with a ``.pth``
 file (a venv's ``--system-site-packages`` would skip them). Installs use ``uv pip`` when uv is on
-PATH, else pip, and always go through :mod:`provisioner.guard`.
+PATH, else pip, and always go through :mod:`provisioner.software.guard`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provisioner import proc
-from provisioner.errors import InstallError
-from provisioner.fsio import atomic_write_text, staging_dir
-from provisioner.layout import Layout
+from provisioner.core.errors import InstallError
+from provisioner.core.fsio import atomic_write_text, staging_dir
+from provisioner.core.layout import Layout
+from provisioner.software import proc
 
 VENV_TIMEOUT = 300.0
 FACTS_TIMEOUT = 60.0

@@ -6,8 +6,8 @@ import logging
 import sys
 from collections.abc import Mapping
 
+from provisioner.core.redact import RedactingFilter
 from provisioner.manifest.envmap import flag_or_none
-from provisioner.redact import RedactingFilter
 
 LOGGER = "phoenix"
 FORMAT = "phoenix: %(levelname)s %(name)s: %(message)s"

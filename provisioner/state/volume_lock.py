@@ -14,8 +14,8 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
-from provisioner.errors import StateError
-from provisioner.layout import Layout
+from provisioner.core.errors import StateError
+from provisioner.core.layout import Layout
 
 #: How often a waiter repeats its message.
 REMIND_EVERY_S = 60.0

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import PhoenixError
+from provisioner.core.errors import PhoenixError
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -1,0 +1,1 @@
+"""Files generated from the code's own tables: README env tables, JSON Schemas, RunPod template."""
