@@ -315,10 +315,23 @@ def _pos(node: Any) -> Position:
 
 
 def _kind(value: Any) -> str:
-    from provisioner.manifest.validate import json_kind
-
     kind = json_kind(value)
     return kind if kind == "null" else f"a {kind}"
+
+
+def json_kind(value: Any) -> str:
+    """JSON's name for the kind of ``value`` (``mapping`` for objects, ``list`` for arrays)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "mapping"
 
 
 def _plain(value: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 from provisioner.core.errors import ManifestError, ManifestErrors
 from provisioner.manifest import models
-from provisioner.manifest.load import ManifestDoc, format_keypath
+from provisioner.manifest.load import ManifestDoc, format_keypath, json_kind
 from provisioner.manifest.models import Manifest
 
 MAX_REPORTED = 10
@@ -296,21 +296,6 @@ def _did_you_mean(word: str, choices: list[str]) -> str | None:
     if not match:
         match = [c for c in choices if c.lower() == word.lower()]
     return f"did you mean '{match[0]}'?" if match else None
-
-
-def json_kind(value: Any) -> str:
-    """JSON's name for the kind of ``value`` (``mapping`` for objects, ``list`` for arrays)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    return "mapping"
 
 
 def _short(value: Any) -> str:
