@@ -23,9 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from provisioner.actions import nodes
-from provisioner.actions.base import ApplyContext, ObserveContext
+from provisioner.actions.base import ApplyContext
 from provisioner.core.layout import Layout
 from provisioner.manifest.models import NodeSpec
+from provisioner.plan import nodes as nodes_plan
+from provisioner.plan.context import ObserveContext
 from provisioner.software import proc
 from provisioner.state.store import StateStore, load_state
 from tests.software_fixtures.gitrepo import node_repo
@@ -38,7 +40,7 @@ def one_pass(desired, layout: Layout) -> tuple[float, int, int]:  # type: ignore
     start = time.perf_counter()
     with proc.recording() as calls:
         octx = ObserveContext(layout, load_state(layout), versions())
-        changes = nodes.diff(desired, nodes.observe(desired, octx))
+        changes = nodes_plan.diff(desired, nodes_plan.observe(desired, octx))
         actx = ApplyContext(layout, StateStore(layout), versions(), log=logging.getLogger("b"))
         results = nodes.apply(changes, actx)
     elapsed = time.perf_counter() - start

@@ -42,8 +42,8 @@ def zeros_sha256(size: int) -> str:
 
 def setup(base: Path, files: int, size: int) -> tuple[Path, Path]:
     """Sparse files under models/checkpoints, a manifest naming them, and their state."""
-    from provisioner.actions.models import request_key
     from provisioner.core.layout import Layout
+    from provisioner.manifest.desired import request_key
     from provisioner.manifest.merge import load_desired
     from provisioner.state.store import ModelRecord, StateStore, file_record
     from tests.fixtures.desired import with_comfyui

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from provisioner.actions.base import ApplyContext
 from provisioner.core.config import Versions
@@ -24,7 +24,6 @@ from provisioner.state.volume_lock import volume_lock
 if TYPE_CHECKING:
     from provisioner.state.lockfile import LockFile
 
-#: Kinds whose ``apply`` lives outside their observe/diff module.
 @dataclass(frozen=True)
 class ApplyReport:
     """Per-item results, and what the re-observation still finds pending."""
@@ -41,11 +40,6 @@ class ApplyReport:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def _applier(module: Any) -> Callable[[list[Change], ApplyContext], list[ItemResult]]:
-    fn: Callable[[list[Change], ApplyContext], list[ItemResult]] = module.apply
-    return fn
 
 
 def apply_all(
@@ -69,6 +63,7 @@ def apply_all(
     re-fetches models that look present; ``prune`` removes items Phoenix placed earlier that
     are no longer desired.
     """
+    from provisioner.actions.kinds import applier
     from provisioner.plan.build import build_plan
     from provisioner.plan.kinds import kind_modules
 
@@ -90,7 +85,7 @@ def apply_all(
             changes = [_forced(c, force) for c in plan.changes if c.kind == module.KIND]
             changes = [c for c in changes if c.pending]
             if changes:
-                results.extend(_applier(module)(changes, ctx))
+                results.extend(applier(module.KIND)(changes, ctx))
         after = build_plan(desired, layout, versions)
     acting = {"create", "update", "delete"} if prune else {"create", "update"}
     origins = {c.id: c.origin for c in plan.changes}

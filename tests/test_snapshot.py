@@ -19,6 +19,9 @@ from provisioner.core.errors import ManifestError
 from provisioner.core.layout import Layout
 from provisioner.manifest.merge import load_desired
 from provisioner.manifest.models import Manifest
+from provisioner.plan import comfyui as comfyui_plan
+from provisioner.plan import nodes as nodes_plan
+from provisioner.plan import packages as packages_plan
 from provisioner.software.snapshot import (
     GitNode,
     Snapshot,
@@ -221,9 +224,10 @@ def test_round_trip_import_apply_export(
     data["comfyui"]["path"] = str(checkout)  # the user's manifest says where ComfyUI lives
     desired = desired_of(Manifest.model_validate(data))
     vers = versions(comfy_repo.url, "0" * 40)  # versions.conf is overridden by the snapshot
-    for kind in (comfyui, packages, nodes):
+    kinds = ((comfyui_plan, comfyui), (packages_plan, packages), (nodes_plan, nodes))
+    for kind, action in kinds:
         facts = kind.observe(desired, observe_ctx(sw_layout, vers))  # type: ignore[attr-defined]
-        results = kind.apply(kind.diff(desired, facts), apply_ctx(sw_layout, vers))  # type: ignore[attr-defined]
+        results = action.apply(kind.diff(desired, facts), apply_ctx(sw_layout, vers))  # type: ignore[attr-defined]
         assert all(r.ok for r in results), [r.message for r in results if not r.ok]
 
     exported = tmp_path / "exported.json"

@@ -1,10 +1,15 @@
 """The contract every action kind follows, so that plan and apply are one code path.
 
-A kind module (``actions/models.py``, ``nodes.py``, ...) exposes::
+Each kind has two halves. Its plan module (``plan/nodes.py``, ``plan/models.py``, ...) holds the
+facts and the diff, and never writes::
 
     KIND: str
     def observe(desired: DesiredState, ctx: ObserveContext) -> Facts      # read-only
     def diff(desired: DesiredState, facts: Facts) -> list[Change]          # pure
+
+Its action module (``actions/nodes.py``, ``actions/model_apply.py``, ...; the table is
+:data:`provisioner.actions.kinds.APPLY_MODULES`) holds the effects::
+
     def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]
 
 ``apply`` re-checks each change before acting, records state through ``ctx.store`` after each
@@ -20,20 +25,9 @@ from typing import Any, Protocol
 
 from provisioner.core.config import Versions
 from provisioner.core.layout import Layout
-from provisioner.manifest.desired import DesiredState, Secrets
+from provisioner.manifest.desired import Secrets
 from provisioner.plan.change import Change, ItemResult
-from provisioner.state.store import State, StateStore
-
-
-@dataclass(frozen=True)
-class ObserveContext:
-    """What ``observe`` may look at. Nothing here writes."""
-
-    layout: Layout
-    state: State
-    versions: Versions
-    #: re-hash files instead of trusting size + mtime_ns (``apply --verify``); still read-only
-    verify: bool = False
+from provisioner.state.store import StateStore
 
 
 @dataclass
@@ -53,12 +47,6 @@ class ApplyContext:
 
 
 class Kind(Protocol):
-    """Structural type of an action kind module."""
-
-    KIND: str
-
-    def observe(self, desired: DesiredState, ctx: ObserveContext) -> Any: ...
-
-    def diff(self, desired: DesiredState, facts: Any) -> list[Change]: ...
+    """Structural type of an action module."""
 
     def apply(self, changes: list[Change], ctx: ApplyContext) -> list[ItemResult]: ...

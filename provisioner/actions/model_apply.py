@@ -37,7 +37,7 @@ from typing import Any
 from provisioner.actions.base import ApplyContext
 from provisioner.core.errors import DiskSpaceError, PhoenixError, SourceError
 from provisioner.core.units import human_bytes
-from provisioner.manifest.desired import DesiredModel
+from provisioner.manifest.desired import DesiredModel, request_key
 from provisioner.manifest.models import CivitaiModel, HFModel, URLModel
 from provisioner.plan.change import Change, ItemResult
 from provisioner.sources.organizer import folder_from_name, route
@@ -244,8 +244,6 @@ def hf_selection(model: DesiredModel) -> list[str]:
 
 def resolve(change: Change, runner: _Runner) -> Resolved:
     """Turn one create/update change into file jobs (network only when nothing is pinned)."""
-    from provisioner.actions.models import request_key
-
     model = change.item
     assert isinstance(model, DesiredModel)
     resolved = {"request": request_key(model)}
@@ -570,7 +568,6 @@ def _run(res: Resolved, runner: _Runner) -> ItemResult:
 # -- re-check and delete --------------------------------------------------------------------
 def still_needed(change: Change, ctx: ApplyContext) -> bool:
     """False when the state (as it is now) already satisfies the change."""
-    from provisioner.actions.models import request_key
 
     if ctx.force or ctx.verify:
         return True

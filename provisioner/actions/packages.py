@@ -3,84 +3,22 @@
 PEP 508 is validated at plan time (a bad spec is a plan error naming the item); a requirement the
 installed distributions already satisfy is unchanged and never reaches the installer; the rest
 are installed together through the torch guard, one by one when the batch fails, so one bad
-package does not stop the others.
+package does not stop the others. Facts and diff: :mod:`provisioner.plan.packages`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from provisioner.actions.base import ApplyContext, ObserveContext
-from provisioner.core.errors import ManifestError, PhoenixError
-from provisioner.manifest.desired import DesiredPackage, DesiredState
+from provisioner.actions.base import ApplyContext
+from provisioner.core.errors import PhoenixError
+from provisioner.manifest.desired import DesiredPackage
 from provisioner.plan.change import Change, ItemResult
+from provisioner.plan.packages import KIND
 from provisioner.software import pyenv
-from provisioner.software.guard import build_guard, conflict, guarded_install
-from provisioner.software.requirements import check, parse_requirement
+from provisioner.software.guard import guarded_install
+from provisioner.software.requirements import parse_requirement
 from provisioner.state.store import PackageRecord
-
-KIND = "package"
-
-
-@dataclass(frozen=True)
-class ObservedPackages:
-    """Installed distributions as the workspace venv sees (or will see) them."""
-
-    dists: pyenv.Distributions = field(default_factory=pyenv.Distributions)
-
-
-def observe(desired: DesiredState, ctx: ObserveContext) -> ObservedPackages:
-    """Read the installed distributions (one short child; nothing is written)."""
-    if not desired.packages:
-        return ObservedPackages()
-    return ObservedPackages(pyenv.installed_distributions(pyenv.target_python(ctx.layout)))
-
-
-def _parse(pkg: DesiredPackage) -> Requirement:
-    try:
-        return parse_requirement(pkg.requirement)
-    except ValueError as exc:
-        raise ManifestError(
-            str(exc),
-            where=f"{pkg.origin}: {pkg.id}",
-            hint="write it as PEP 508, e.g. numpy>=1.26,<3",
-        ) from exc
-
-
-def diff(desired: DesiredState, facts: ObservedPackages) -> list[Change]:
-    """One change per requirement (pure); raises :class:`ManifestError` for an invalid spec."""
-    guard = build_guard(facts.dists, {})
-    versions = facts.dists.versions()
-    changes: list[Change] = []
-    for pkg in desired.packages:
-        req = _parse(pkg)
-        verdict = check(req, versions, facts.dists.marker_env)
-        details: dict[str, object] = {}
-        if verdict.satisfied:
-            action, reason = "unchanged", verdict.reason
-        else:
-            action = "create" if verdict.installed is None else "update"
-            reason = verdict.reason
-            problem = conflict(req, guard, facts.dists.marker_env)
-            if problem:
-                reason += f"; will fail: {problem}"
-                details["guard"] = problem
-        changes.append(
-            Change(
-                kind=KIND,
-                action=action,  # type: ignore[arg-type]
-                id=pkg.id,
-                origin=pkg.origin,
-                reason=reason,
-                source=pkg.requirement,
-                item=pkg,
-                details=details,
-            )
-        )
-    return changes
 
 
 def _record(ctx: ApplyContext, pkg: DesiredPackage, dists: pyenv.Distributions) -> str:

@@ -7,6 +7,7 @@ a :class:`DesiredState`, so nothing that renders the plan can print them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -37,6 +38,13 @@ class DesiredModel:
     #: what a lock file pinned: e.g. ``revision`` (HF commit), ``version_id``, ``file_id``,
     #: ``download_url`` (Civitai), ``path`` (HF file path); empty without a lock
     pinned: Mapping[str, str] = field(default_factory=dict)
+
+
+def request_key(model: DesiredModel) -> str:
+    """What the user asked for, minus origin: a change here means the placed file is outdated."""
+    body = model.entry.model_dump(mode="json", exclude={"required"})
+    body["folder"] = model.folder
+    return json.dumps(body, sort_keys=True)
 
 
 @dataclass(frozen=True)

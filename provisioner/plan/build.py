@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provisioner.actions.base import ObserveContext
 from provisioner.core.config import Versions
 from provisioner.core.layout import Layout
 from provisioner.core.units import GB
 from provisioner.manifest.desired import DesiredState
 from provisioner.plan.change import MARKS, Change
+from provisioner.plan.context import ObserveContext
 from provisioner.plan.kinds import kind_modules
 from provisioner.software import pyenv
 from provisioner.state.store import load_state

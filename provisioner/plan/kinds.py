@@ -1,4 +1,5 @@
-"""The action kinds, in apply order: paths → comfyui → packages → nodes → models."""
+"""The kinds' plan halves (observe + diff), in apply order: paths → comfyui → packages → nodes →
+models. Their action halves are listed in :data:`provisioner.actions.kinds.APPLY_MODULES`."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ import importlib
 from types import ModuleType
 
 KIND_MODULES: tuple[str, ...] = (
-    "provisioner.actions.paths",
-    "provisioner.actions.comfyui",
-    "provisioner.actions.packages",
-    "provisioner.actions.nodes",
-    "provisioner.actions.models",
+    "provisioner.plan.paths",
+    "provisioner.plan.comfyui",
+    "provisioner.plan.packages",
+    "provisioner.plan.nodes",
+    "provisioner.plan.models",
 )
 
 
 def kind_modules() -> list[ModuleType]:
-    """Import every kind module, in apply order."""
+    """Import every kind's plan module, in apply order."""
     return [importlib.import_module(name) for name in KIND_MODULES]

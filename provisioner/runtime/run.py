@@ -71,7 +71,7 @@ def default_load(manifest: str | None, env: dict[str, str]) -> tuple[DesiredStat
 
 def default_comfy_python(layout: Layout) -> str:
     """ComfyUI's interpreter: the workspace venv's (imported when first needed)."""
-    from provisioner.actions.comfyui import comfy_python
+    from provisioner.plan.comfyui import comfy_python
 
     return str(comfy_python(layout))
 

@@ -21,7 +21,13 @@ from typing import Any
 from provisioner import __version__
 from provisioner.core.errors import LockFileError, PhoenixError
 from provisioner.core.fsio import write_output
-from provisioner.manifest.desired import DesiredModel, DesiredNode, DesiredState, Secrets
+from provisioner.manifest.desired import (
+    DesiredModel,
+    DesiredNode,
+    DesiredState,
+    Secrets,
+    request_key,
+)
 from provisioner.manifest.models import CivitaiModel, HFModel, URLModel
 
 LOCK_VERSION = 1
@@ -68,8 +74,6 @@ def desired_hash(desired: DesiredState, version: int = HASH_VERSION) -> str:
     Built from the merged state, so an env var that adds or changes an item changes it too;
     settings the lock does not cover (ports, services) do not.
     """
-    from provisioner.actions.models import request_key
-
     body: dict[str, Any] = {
         "models": sorted((m.id, request_key(m)) for m in desired.models),
         "nodes": sorted(

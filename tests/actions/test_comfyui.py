@@ -9,6 +9,7 @@ from provisioner.core.config import Versions
 from provisioner.core.layout import Layout
 from provisioner.manifest.desired import DesiredState
 from provisioner.manifest.models import ComfyUIConfig, Manifest
+from provisioner.plan import comfyui as comfyui_plan
 from provisioner.plan.change import Change
 from provisioner.software import proc, pyenv
 from provisioner.state.store import load_state
@@ -34,7 +35,7 @@ def desired_at(path: Path, ref: str | None = None, repo: str | None = None) -> D
 
 
 def plan(desired: DesiredState, lay: Layout, vers: Versions) -> list[Change]:
-    return comfyui.diff(desired, comfyui.observe(desired, observe_ctx(lay, vers)))
+    return comfyui_plan.diff(desired, comfyui_plan.observe(desired, observe_ctx(lay, vers)))
 
 
 def test_clone_at_versions_conf_commit_then_unchanged(
@@ -51,7 +52,7 @@ def test_clone_at_versions_conf_commit_then_unchanged(
     assert (checkout / "main.py").read_text() == "print('comfy v1')\n"
     assert load_state(sw_layout).comfyui_commit == first
     # only the missing requirement was installed; torch stays the image's
-    dists = pyenv.installed_distributions(comfyui.comfy_python(sw_layout))
+    dists = pyenv.installed_distributions(comfyui_plan.comfy_python(sw_layout))
     assert dists.dists["phx-gamma"].in_env and not dists.dists["torch"].in_env
     assert list((tmp_path / "opt").iterdir()) == [checkout]
 

@@ -12,6 +12,7 @@ from provisioner.actions import nodes
 from provisioner.core.layout import Layout
 from provisioner.manifest.desired import DesiredNode, DesiredState
 from provisioner.manifest.models import NodeSpec
+from provisioner.plan import nodes as nodes_plan
 from provisioner.plan.change import Change, ItemResult
 from provisioner.software import proc, pyenv
 from provisioner.state.store import load_state
@@ -22,7 +23,7 @@ pytest_plugins = ["tests.software_fixtures.plugin"]
 
 
 def plan(desired: DesiredState, lay: Layout) -> list[Change]:
-    return nodes.diff(desired, nodes.observe(desired, observe_ctx(lay)))
+    return nodes_plan.diff(desired, nodes_plan.observe(desired, observe_ctx(lay)))
 
 
 def run_apply(desired: DesiredState, lay: Layout, force: bool = False) -> list[ItemResult]:
@@ -52,7 +53,7 @@ def test_tag_pinned_node_installs_and_second_apply_runs_nothing(
     assert (dest / "nodes.py").read_text() == "X = 1\n"
     record = load_state(sw_layout).nodes["ComfyUI-Alpha"]
     assert (record.commit, record.ref, record.url) == (tagged, "v1.0", repo.url)
-    assert record.requirements_sha256 == nodes.requirements_sha256(dest)
+    assert record.requirements_sha256 == nodes_plan.requirements_sha256(dest)
     assert installed(sw_layout)["phx-beta"] == "1.0"
     assert installed(sw_layout)["phx-alpha"] == "2.0"  # a dependency from the wheel folder
 
@@ -81,7 +82,8 @@ def test_changed_ref_is_an_update_and_lands_on_the_new_commit(
     assert [(c.action, c.reason) for c in changes] == [("update", "ref changed: v1 → v2")]
     assert [r.ok for r in nodes.apply(changes, apply_ctx(sw_layout))] == [True]
     assert load_state(sw_layout).nodes["beta-node"].commit == second
-    assert nodes.observe_node(desired.nodes[0], sw_layout.custom_nodes, None, None).head == second
+    observed = nodes_plan.observe_node(desired.nodes[0], sw_layout.custom_nodes, None, None)
+    assert observed.head == second
     assert [c.action for c in plan(desired, sw_layout)] == ["unchanged"]
 
 

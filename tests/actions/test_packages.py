@@ -11,6 +11,7 @@ from provisioner.core.errors import ManifestError
 from provisioner.core.layout import Layout
 from provisioner.manifest.desired import DesiredPackage, DesiredState
 from provisioner.manifest.models import Manifest
+from provisioner.plan import packages as packages_plan
 from provisioner.software import proc, pyenv
 from provisioner.software.requirements import split_requirements
 from provisioner.state.store import load_state
@@ -20,7 +21,7 @@ pytest_plugins = ["tests.software_fixtures.plugin"]
 
 
 def plan(desired: DesiredState, lay: Layout):  # type: ignore[no-untyped-def]
-    return packages.diff(desired, packages.observe(desired, observe_ctx(lay)))
+    return packages_plan.diff(desired, packages_plan.observe(desired, observe_ctx(lay)))
 
 
 def test_env_style_list_parses_and_installs(software_env: Path, sw_layout: Layout) -> None:

@@ -1,6 +1,6 @@
 """The software kinds inside the real pipeline: env vars → load_desired → build_plan → apply.
 
-``plan/kinds.py`` is the lead's; the kinds are registered here for the test only.
+Only the software kinds are registered here (``plan/kinds.py``), for the test.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ def software_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
         kinds,
         "KIND_MODULES",
         (
-            "provisioner.actions.comfyui",
-            "provisioner.actions.packages",
-            "provisioner.actions.nodes",
+            "provisioner.plan.comfyui",
+            "provisioner.plan.packages",
+            "provisioner.plan.nodes",
         ),
     )
 
@@ -97,7 +97,7 @@ def test_node_dropped_from_the_env_is_removed_by_apply_prune(
     from provisioner.apply import apply_all as apply_desired
     from provisioner.manifest.desired import Secrets
 
-    monkeypatch.setattr(kinds, "KIND_MODULES", ("provisioner.actions.nodes",))
+    monkeypatch.setattr(kinds, "KIND_MODULES", ("provisioner.plan.nodes",))
 
     node = node_repo(tmp_path / "repos", "ComfyUI-Dropped")
     desired, _ = load_desired(None, env_for(f"{node.url}@main", "", tmp_path))

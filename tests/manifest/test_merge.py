@@ -156,7 +156,7 @@ def test_env_error_names_variable_and_item() -> None:
 
 
 def test_civitai_forms_are_stored_canonically(tmp_path: Path) -> None:
-    from provisioner.actions.models import request_key
+    from provisioner.manifest.desired import request_key
 
     path = write(
         tmp_path,

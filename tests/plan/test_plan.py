@@ -11,10 +11,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from provisioner.actions.models import request_key
 from provisioner.core.config import load_versions
 from provisioner.core.layout import Layout
 from provisioner.core.resources import schemas_dir
+from provisioner.manifest.desired import request_key
 from provisioner.manifest.merge import load_desired
 from provisioner.plan.build import build_plan
 from provisioner.state.store import ModelRecord, StateStore, file_record

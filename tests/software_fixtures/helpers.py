@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from provisioner.actions.base import ApplyContext, ObserveContext
+from provisioner.actions.base import ApplyContext
 from provisioner.core.config import Versions
 from provisioner.core.layout import Layout
 from provisioner.manifest.desired import DesiredNode, DesiredPackage, DesiredState
 from provisioner.manifest.models import Manifest, NodeSpec
+from provisioner.plan.context import ObserveContext
 from provisioner.state.store import StateStore, load_state
 
 

@@ -1,4 +1,4 @@
-"""Kind ``model``: observe placed files (read-only), diff against the desired models (pure).
+"""Kind ``model`` (plan half): observe placed files (read-only), diff against the desired models.
 
 ``apply`` lives in :mod:`provisioner.actions.model_apply` (downloads, verification, placement).
 A placed file is trusted when its size and mtime_ns match the state file; ``--verify`` re-hashes.
@@ -6,14 +6,13 @@ A placed file is trusted when its size and mtime_ns match the state file; ``--ve
 
 from __future__ import annotations
 
-import json
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.actions.base import ApplyContext, ObserveContext
-from provisioner.manifest.desired import DesiredModel, DesiredState
-from provisioner.plan.change import Action, Change, ItemResult
+from provisioner.manifest.desired import DesiredModel, DesiredState, request_key
+from provisioner.plan.change import Action, Change
+from provisioner.plan.context import ObserveContext
 from provisioner.state.store import ModelRecord, State
 
 KIND = "model"
@@ -43,23 +42,6 @@ def dest_of(model: DesiredModel) -> str:
     folder = model.folder or "?"
     subdir = f"{model.entry.subdir.strip('/')}/" if model.entry.subdir else ""
     return f"models/{folder}/{subdir}{model.filename or '?'}"
-
-
-def request_key(model: DesiredModel) -> str:
-    """What the user asked for, minus origin: a change here means the placed file is outdated."""
-    body = model.entry.model_dump(mode="json", exclude={"required"})
-    body["folder"] = model.folder
-    return json.dumps(body, sort_keys=True)
-
-
-def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
-    """Download, verify and place models (:mod:`provisioner.actions.model_apply`).
-
-    Imported on first use so that ``plan`` does not load the transfer machinery.
-    """
-    from provisioner.actions.model_apply import apply as apply_models
-
-    return apply_models(changes, ctx)
 
 
 def observe(desired: DesiredState, ctx: ObserveContext) -> ModelFacts:
