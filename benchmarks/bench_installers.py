@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from provisioner.core.requirements import check, parse_requirement
 from provisioner.software import pyenv
-from provisioner.software.requirements import check, parse_requirement
 from tests.software_fixtures.wheels import build_wheel
 
 

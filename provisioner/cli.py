@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from provisioner import __version__
+from provisioner.commands.logs import debug_enabled
 from provisioner.core.errors import PhoenixError
-from provisioner.core.logs import debug_enabled
 from provisioner.core.redact import redact
 
 #: Subcommands in help order; each is a module in ``provisioner.commands`` exposing

@@ -1,4 +1,4 @@
-"""The one logging setup (provisioner.core.logs) and the CLI's DEBUG_MODE reading."""
+"""The one logging setup (provisioner.commands.logs) and the CLI's DEBUG_MODE reading."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from provisioner import cli
-from provisioner.core.logs import debug_enabled, setup_logging
+from provisioner.commands.logs import debug_enabled, setup_logging
 from provisioner.core.redact import RedactingFilter, forget_secrets, register_secret
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.requirements import Requirement
 
-from provisioner.software.requirements import check, parse_requirements_file, split_requirements
+from provisioner.core.requirements import check, parse_requirements_file, split_requirements
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ from typing import Any
 from provisioner.actions.base import ApplyContext
 from provisioner.core.errors import DiskSpaceError, PhoenixError, SourceError
 from provisioner.core.units import human_bytes
-from provisioner.manifest.desired import DesiredModel, request_key
+from provisioner.manifest.desired import DesiredModel, hf_selection, request_key
 from provisioner.manifest.models import CivitaiModel, HFModel, URLModel
 from provisioner.plan.change import Change, ItemResult
 from provisioner.sources.organizer import folder_from_name, route
@@ -214,13 +214,6 @@ def check_own_destinations(model_id: str, subdir: str | None, jobs: list[FileJob
             )
 
 
-def civitai_api_base() -> str:
-    """``CIVITAI_API_BASE`` at call time, else civitai.com."""
-    from provisioner.sources.civitai import DEFAULT_API_BASE
-
-    return (os.environ.get("CIVITAI_API_BASE") or DEFAULT_API_BASE).rstrip("/")
-
-
 def _trusted(root: Path, f: FileRecord) -> bool:
     try:
         st = (root / f.path).stat()
@@ -230,18 +223,6 @@ def _trusted(root: Path, f: FileRecord) -> bool:
 
 
 # -- resolution -----------------------------------------------------------------------------
-def hf_selection(model: DesiredModel) -> list[str]:
-    """The repo paths or patterns a Hugging Face item stands for."""
-    entry = model.entry
-    assert isinstance(entry, HFModel)
-    if model.pinned.get("path"):
-        return [model.pinned["path"]]
-    glob_prefix = f"hf:{entry.hf}:"
-    if model.id.startswith(glob_prefix):
-        return [model.id[len(glob_prefix) :]]
-    return list(entry.files or ["*.safetensors"])
-
-
 def resolve(change: Change, runner: _Runner) -> Resolved:
     """Turn one create/update change into file jobs (network only when nothing is pinned)."""
     model = change.item
@@ -326,7 +307,7 @@ def _locked_hf_files(model: DesiredModel) -> list[tuple[str, str, int | None]]:
 def _resolve_civitai(
     model: DesiredModel, entry: CivitaiModel, runner: _Runner, resolved: dict[str, str]
 ) -> FileJob:
-    from provisioner.sources.civitai import CivitaiFile, resolve_civitai
+    from provisioner.sources.civitai import CivitaiFile, civitai_api_base, resolve_civitai
 
     pins = model.pinned
     if pins.get("download_url") and model.sha256 and model.filename:
@@ -362,7 +343,7 @@ def _resolve_civitai(
     label = f"civitai:{file.model_id}@{file.version_id}"
 
     def fetch(staging: Path) -> tuple[Path, str]:
-        from provisioner.sources.civitai import download_civitai_file
+        from provisioner.sources.civitai import civitai_api_base, download_civitai_file
 
         result = download_civitai_file(
             file,

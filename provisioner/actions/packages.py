@@ -12,12 +12,12 @@ from packaging.utils import canonicalize_name
 
 from provisioner.actions.base import ApplyContext
 from provisioner.core.errors import PhoenixError
+from provisioner.core.requirements import parse_requirement
 from provisioner.manifest.desired import DesiredPackage
 from provisioner.plan.change import Change, ItemResult
 from provisioner.plan.packages import KIND
 from provisioner.software import pyenv
 from provisioner.software.guard import guarded_install
-from provisioner.software.requirements import parse_requirement
 from provisioner.state.store import PackageRecord
 
 

@@ -8,7 +8,7 @@ import sys
 
 from provisioner.commands.argtypes import count
 from provisioner.commands.common import add_source_options, load_inputs
-from provisioner.core.logs import setup_logging
+from provisioner.commands.logs import setup_logging
 from provisioner.core.redact import redact
 
 HELP = "apply the plan: fetch and verify models, install nodes and packages (exit 1 on failures)"

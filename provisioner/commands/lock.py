@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from provisioner.state.lockfile import lock_path_for, resolve_lock, write_lock
+    from provisioner.sources.resolve import resolve_lock
+    from provisioner.state.lockfile import lock_path_for, write_lock
 
     desired, secrets, _, _ = load_inputs(args)
     manifest = getattr(args, "manifest", None) or os.environ.get("PHOENIX_MANIFEST")

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT or a failure; see :mod:`provisioner.runtime.run` for exit codes."""
     # imported here so that other subcommands do not pay for the runtime's imports
-    from provisioner.core.logs import debug_enabled, setup_logging
+    from provisioner.commands.logs import debug_enabled, setup_logging
     from provisioner.runtime.run import RunOptions, run_pod
 
     setup_logging(debug=debug_enabled(os.environ))

@@ -47,6 +47,18 @@ def request_key(model: DesiredModel) -> str:
     return json.dumps(body, sort_keys=True)
 
 
+def hf_selection(model: DesiredModel) -> list[str]:
+    """The repo paths or patterns a Hugging Face item stands for."""
+    entry = model.entry
+    assert isinstance(entry, HFModel)
+    if model.pinned.get("path"):
+        return [model.pinned["path"]]
+    glob_prefix = f"hf:{entry.hf}:"
+    if model.id.startswith(glob_prefix):
+        return [model.id[len(glob_prefix) :]]
+    return list(entry.files or ["*.safetensors"])
+
+
 @dataclass(frozen=True)
 class DesiredNode:
     """A custom node; ``name`` is its folder under ``custom_nodes/``."""

@@ -6,7 +6,7 @@
   (``urn:air:flux1:lora:civitai:618692@691639``), or a civitai.com model / download URL.
 - Nodes: ``https://host/owner/repo[.git][@ref]``, ``ssh://...``, ``git@host:owner/repo[@ref]``,
   ``file:///path/repo[@ref]``.
-- Packages: see :func:`provisioner.software.requirements.split_requirements`.
+- Packages: see :func:`provisioner.core.requirements.split_requirements`.
 """
 
 from __future__ import annotations

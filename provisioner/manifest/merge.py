@@ -17,6 +17,7 @@ from typing import Any
 
 from provisioner.core.errors import EnvError, ManifestError, PhoenixError
 from provisioner.core.redact import register_secret
+from provisioner.core.requirements import parse_requirement, split_requirements
 from provisioner.manifest import items as parse
 from provisioner.manifest.desired import (
     DesiredModel,
@@ -30,7 +31,6 @@ from provisioner.manifest.load import ManifestDoc, load_manifest_file
 from provisioner.manifest.models import CivitaiModel, HFModel, Manifest, NodeSpec, URLModel, is_glob
 from provisioner.manifest.profiles import load_profiles
 from provisioner.manifest.validate import build_manifest, validate_doc
-from provisioner.software.requirements import parse_requirement, split_requirements
 
 DEFAULT_ORIGIN = "default"
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from provisioner.core.config import Versions
 from provisioner.core.errors import GitError
 from provisioner.core.layout import Layout
+from provisioner.core.requirements import check, parse_requirement, parse_requirements_file
 from provisioner.manifest.desired import DesiredState
 from provisioner.plan.change import Change
 from provisioner.plan.context import ObserveContext
 from provisioner.software import gitops, pyenv
-from provisioner.software.requirements import check, parse_requirement, parse_requirements_file
 
 KIND = "comfyui"
 ITEM_ID = "comfyui"

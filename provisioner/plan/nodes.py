@@ -6,11 +6,11 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from provisioner.core.requirements import check, parse_requirement, parse_requirements_file
 from provisioner.manifest.desired import DesiredNode, DesiredState
 from provisioner.plan.change import Change
 from provisioner.plan.context import ObserveContext
 from provisioner.software import gitops, pyenv
-from provisioner.software.requirements import check, parse_requirement, parse_requirements_file
 from provisioner.state.store import NodeRecord
 
 KIND = "node"

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from packaging.requirements import Requirement
 
 from provisioner.core.errors import ManifestError
+from provisioner.core.requirements import check, parse_requirement
 from provisioner.manifest.desired import DesiredPackage, DesiredState
 from provisioner.plan.change import Change
 from provisioner.plan.context import ObserveContext
 from provisioner.software import pyenv
 from provisioner.software.guard import build_guard, conflict
-from provisioner.software.requirements import check, parse_requirement
 
 KIND = "package"
 

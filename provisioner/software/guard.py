@@ -27,8 +27,8 @@ from packaging.utils import canonicalize_name
 
 from provisioner.core.errors import GuardError, InstallError
 from provisioner.core.fsio import read_text_file
+from provisioner.core.requirements import check, parse_requirement, parse_requirements_file
 from provisioner.software import proc, pyenv
-from provisioner.software.requirements import check, parse_requirement, parse_requirements_file
 
 #: The same set as ``GUARDED_EXACT`` in docker/constraints.py (a test keeps them equal).
 GUARDED_NAMES = frozenset(

@@ -21,11 +21,11 @@ from ruamel.yaml.error import YAMLError
 
 from provisioner.core.errors import GitError, ManifestError
 from provisioner.core.layout import Layout
+from provisioner.core.requirements import parse_requirement
 from provisioner.manifest.items import credential_in_url, parse_node_item, without_credentials
 from provisioner.manifest.load import format_keypath
 from provisioner.software import gitops, pyenv
 from provisioner.software.guard import is_guarded
-from provisioner.software.requirements import parse_requirement
 from provisioner.state.store import State
 
 #: ``pip freeze`` leaves these out; so does an export, and an import skips them

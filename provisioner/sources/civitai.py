@@ -8,6 +8,7 @@ a URL. The file's ``hashes.SHA256`` becomes the trusted hash the download engine
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -368,3 +369,8 @@ def download_civitai_file(
             if token
             else "set CIVITAI_TOKEN to an API key from https://civitai.com/user/account",
         ) from None
+
+
+def civitai_api_base() -> str:
+    """``CIVITAI_API_BASE`` at call time, else civitai.com."""
+    return (os.environ.get("CIVITAI_API_BASE") or DEFAULT_API_BASE).rstrip("/")

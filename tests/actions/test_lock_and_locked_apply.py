@@ -12,13 +12,13 @@ from provisioner.apply import apply_all
 from provisioner.core.config import load_versions
 from provisioner.core.errors import LockFileError
 from provisioner.core.layout import Layout
+from provisioner.sources.resolve import resolve_lock
 from provisioner.state.lockfile import (
     apply_lock,
     check_lock,
     load_lock,
     lock_drift,
     lock_path_for,
-    resolve_lock,
     write_lock,
 )
 from provisioner.state.store import load_state

@@ -9,11 +9,11 @@ import pytest
 from provisioner.actions import packages
 from provisioner.core.errors import ManifestError
 from provisioner.core.layout import Layout
+from provisioner.core.requirements import split_requirements
 from provisioner.manifest.desired import DesiredPackage, DesiredState
 from provisioner.manifest.models import Manifest
 from provisioner.plan import packages as packages_plan
 from provisioner.software import proc, pyenv
-from provisioner.software.requirements import split_requirements
 from provisioner.state.store import load_state
 from tests.software_fixtures.helpers import apply_ctx, desired_nodes, observe_ctx
 
