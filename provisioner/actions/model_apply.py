@@ -12,218 +12,49 @@ The pipeline for one batch of changes (``apply``):
    file), confine the name, ``os.replace`` into place;
 6. **record** the model in the state file; one item's failure never stops the others.
 
+Steps 1-3 and 6 are here, with the resolution per source (each calls its ``sources/`` module);
+steps 4-5 for one file are :func:`provisioner.actions.model_place.obtain`; what the worker
+threads share (sessions, dedup by SHA256, destination claims) is
+:class:`provisioner.actions.model_runner.Runner`. The facts and the diff are
+:mod:`provisioner.plan.models`.
+
 Tokens: the HF token goes only to huggingface_hub; the Civitai token only into the per-request
 auth scoped to the API host (the CDN redirect never gets it); plain URLs get no credentials.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import functools
 import hashlib
 import json
-import os
-import shutil
-import stat
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from provisioner.actions.base import ApplyContext
-from provisioner.core.errors import DiskSpaceError, PhoenixError, SourceError
+from provisioner.actions.model_place import destination, obtain
+from provisioner.actions.model_runner import (
+    FileJob,
+    Placed,
+    Resolved,
+    Runner,
+    check_own_destinations,
+    trusted,
+)
+from provisioner.core.errors import PhoenixError, SourceError
 from provisioner.core.units import human_bytes
 from provisioner.manifest.desired import DesiredModel, hf_selection, request_key
 from provisioner.manifest.models import CivitaiModel, HFModel, URLModel
 from provisioner.plan.change import Change, ItemResult
-from provisioner.sources.organizer import folder_from_name, route
-from provisioner.sources.placement import hash_file, link_or_copy, place
-from provisioner.sources.progress import Progress
-from provisioner.sources.safetensors_header import read_header
-from provisioner.state.store import FileRecord, ModelRecord, file_record
-
-KIND = "model"
-
-#: fetch(staging_dir) -> (verified staged file, its sha256)
-Fetch = Callable[[Path], tuple[Path, str]]
-
-
-@dataclass
-class FileJob:
-    """One file of a model, resolved: how to fetch it and what it must hash to."""
-
-    label: str
-    filename: str
-    sha256: str | None
-    size: int | None
-    #: folder known before fetching (explicit type, profile, source metadata, known name)
-    folder: str | None
-    source_folder: str | None
-    fetch: Fetch
-    #: a stable staging folder for this file, so a rerun resumes
-    staging_key: str
-
-
-@dataclass
-class Resolved:
-    """A change with its files resolved and what to record about the resolution."""
-
-    change: Change
-    model: DesiredModel
-    files: list[FileJob]
-    resolved: dict[str, str]
-
-
-@dataclass
-class _Placed:
-    path: Path
-    sha256: str
-    how: str
-    transferred: int
-
-
-@dataclass
-class _Runner:
-    """Shared, thread-safe machinery of one ``apply`` call."""
-
-    ctx: ApplyContext
-    progress: Progress | None = None
-    #: set on Ctrl-C: transfers stop at the next chunk (their partial files are kept to resume)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    _session: Any = None
-    _hf: Any = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _sha_locks: dict[str, threading.Lock] = field(default_factory=dict)
-    #: sha256 → a placed file with those bytes (seeded from the state, trusted by size+mtime)
-    _by_sha: dict[str, Path] = field(default_factory=dict)
-    #: destination (relative) → (model id, sha256, source label) claimed in this run
-    _claims: dict[str, tuple[str, str, str]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        root = self.ctx.layout.root
-        for record in self.ctx.store.state.models.values():
-            for f in record.files:
-                if _trusted(root, f):
-                    self._by_sha.setdefault(f.sha256, root / f.path)
-
-    # -- sources --------------------------------------------------------------------------
-    def hf(self) -> Any:
-        with self._lock:
-            if self._hf is None:
-                from provisioner.sources.huggingface import HFClient, transfer_backend
-
-                self._hf = HFClient(token=self.ctx.secrets.hf_token)
-                self.ctx.log.debug("Hugging Face transfers: %s", transfer_backend())
-            return self._hf
-
-    def session(self) -> Any:
-        with self._lock:
-            if self._session is None:
-                from provisioner.sources.http import make_session
-
-                # no credential on the session: the Civitai token is scoped per request
-                self._session = make_session(pool_size=max(16, 2 * self.ctx.jobs))
-            return self._session
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-
-    # -- per-sha serialisation and dedup ------------------------------------------------
-    @contextlib.contextmanager
-    def for_sha(self, sha: str | None) -> Iterator[Path | None]:
-        """Serialise work on one content hash; yields an already placed copy, if any."""
-        if sha is None:
-            yield None
-            return
-        with self._lock:
-            lock = self._sha_locks.setdefault(sha, threading.Lock())
-        with lock:
-            with self._lock:
-                existing = self._by_sha.get(sha)
-            yield existing if existing is not None and existing.is_file() else None
-
-    def has(self, sha: str | None) -> bool:
-        """True when a file with these bytes is already placed (it will be linked, not fetched)."""
-        with self._lock:
-            return sha is not None and sha in self._by_sha
-
-    def placed(self, sha: str, path: Path) -> None:
-        with self._lock:
-            self._by_sha.setdefault(sha, path)
-
-    def claim(self, model_id: str, rel: str, sha: str, label: str) -> None:
-        """Refuse to place two different files at one destination (identical bytes may share).
-
-        Two files of one model count as much as files of two models: neither may replace the
-        other.
-        """
-        with self._lock:
-            other = self._claims.get(rel)
-            if other is not None and other[1] != sha:
-                if other[0] == model_id:
-                    raise _own_collision(model_id, rel, other[2], label)
-                raise SourceError(
-                    f"{rel} is also the destination of {other[0]} with different content",
-                    hint="set 'subdir' (or 'name') on one of the entries",
-                )
-            for rid, rec in self.ctx.store.state.models.items():
-                if rid == model_id:
-                    continue
-                for f in rec.files:
-                    if f.path == rel and f.sha256 != sha:
-                        raise SourceError(
-                            f"{rel} is already placed by {rid} with different content",
-                            hint="set 'subdir' (or 'name') on one of the entries",
-                        )
-            self._claims.setdefault(rel, (model_id, sha, label))
-
-
-def _own_collision(model_id: str, dest: str, first: str, second: str) -> SourceError:
-    return SourceError(
-        f"{model_id}: {first} and {second} are different files with the same destination {dest}; "
-        "one would silently replace the other",
-        hint="narrow 'files' to one of them, or split the entry into entries with different "
-        "'subdir' values",
-    )
-
-
-def check_own_destinations(model_id: str, subdir: str | None, jobs: list[FileJob]) -> None:
-    """Before anything is fetched: no two different files of one model may share a destination.
-
-    Files with the same name collide unless their folders are known and differ (a folder that
-    only the file's header will tell may be the same). Identical bytes (same known SHA256) may
-    share a destination: the second is the first. Raises :class:`SourceError` naming both.
-    """
-    sub = f"{subdir.strip('/')}/" if subdir else ""
-    for i, job in enumerate(jobs):
-        for other in jobs[:i]:
-            if other.filename != job.filename:
-                continue
-            if other.folder and job.folder and other.folder != job.folder:
-                continue
-            if job.sha256 and other.sha256 == job.sha256:
-                continue
-            folder = job.folder or other.folder or "?"
-            raise _own_collision(
-                model_id, f"models/{folder}/{sub}{job.filename}", other.label, job.label
-            )
-
-
-def _trusted(root: Path, f: FileRecord) -> bool:
-    try:
-        st = (root / f.path).stat()
-    except OSError:
-        return False
-    return (st.st_size, st.st_mtime_ns) == (f.size, f.mtime_ns)
+from provisioner.plan.models import KIND
+from provisioner.sources.organizer import folder_from_name
+from provisioner.sources.placement import hash_file
+from provisioner.state.store import ModelRecord, file_record
 
 
 # -- resolution -----------------------------------------------------------------------------
-def resolve(change: Change, runner: _Runner) -> Resolved:
+def resolve(change: Change, runner: Runner) -> Resolved:
     """Turn one create/update change into file jobs (network only when nothing is pinned)."""
     model = change.item
     assert isinstance(model, DesiredModel)
@@ -240,7 +71,7 @@ def resolve(change: Change, runner: _Runner) -> Resolved:
 
 
 def _resolve_hf(
-    model: DesiredModel, entry: HFModel, runner: _Runner, resolved: dict[str, str]
+    model: DesiredModel, entry: HFModel, runner: Runner, resolved: dict[str, str]
 ) -> list[FileJob]:
     from provisioner.sources.huggingface import HFFile
 
@@ -305,7 +136,7 @@ def _locked_hf_files(model: DesiredModel) -> list[tuple[str, str, int | None]]:
 
 
 def _resolve_civitai(
-    model: DesiredModel, entry: CivitaiModel, runner: _Runner, resolved: dict[str, str]
+    model: DesiredModel, entry: CivitaiModel, runner: Runner, resolved: dict[str, str]
 ) -> FileJob:
     from provisioner.sources.civitai import CivitaiFile, civitai_api_base, resolve_civitai
 
@@ -370,7 +201,7 @@ def _resolve_civitai(
 
 
 def _resolve_url(
-    model: DesiredModel, entry: URLModel, runner: _Runner, resolved: dict[str, str]
+    model: DesiredModel, entry: URLModel, runner: Runner, resolved: dict[str, str]
 ) -> FileJob:
     from provisioner.sources.url import resolve_url
 
@@ -420,119 +251,13 @@ def _key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-# -- fetch and place ------------------------------------------------------------------------
-def _obtain(job: FileJob, res: Resolved, runner: _Runner) -> _Placed:
-    """Get one file into its destination: reuse, link a twin, or download + verify."""
-    layout = runner.ctx.layout
-    staging = layout.staging / job.staging_key
-    subdir = res.model.entry.subdir
-    with runner.for_sha(job.sha256) as twin:
-        if twin is not None and not runner.ctx.force:
-            folder = _folder(job, twin)
-            dest, rel = _dest(layout.root, folder, subdir, job.filename)
-            runner.claim(res.model.id, rel, job.sha256 or "", job.label)
-            if dest.exists() and os.path.samefile(dest, twin):
-                return _Placed(dest, job.sha256 or "", "present", 0)
-            how = link_or_copy(twin, dest, layout.staging)
-            return _Placed(dest, job.sha256 or "", how, 0)
-        adopted = _adopt_existing(job, res, runner)
-        if adopted is not None:
-            return adopted
-        try:
-            staged, sha = job.fetch(staging)
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                _tidy(staging)
-                raise
-            shutil.rmtree(staging, ignore_errors=True)  # free the space the partial file took
-            raise DiskSpaceError(
-                f"the disk filled up while fetching {job.label}; the partial file was removed",
-                where=str(layout.staging),
-                hint="free space on the volume or use a larger one, then rerun",
-            ) from exc
-        except BaseException:
-            _tidy(staging)
-            raise
-        try:
-            folder = _folder(job, staged)
-            dest, rel = _dest(layout.root, folder, subdir, job.filename)
-            runner.claim(res.model.id, rel, sha, job.label)
-            size = staged.stat().st_size
-            place(staged, dest)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        runner.placed(sha, dest)
-        return _Placed(dest, sha, "downloaded", size)
-
-
-def _tidy(staging: Path) -> None:
-    """After a failed fetch keep the staging folder only if it holds bytes to resume from."""
-    partial = [
-        p for p in staging.rglob("*")
-        if p.is_file() and p.name.endswith((".incomplete", ".part")) and p.stat().st_size > 0
-    ] if staging.exists() else []  # fmt: skip
-    if not partial:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _adopt_existing(job: FileJob, res: Resolved, runner: _Runner) -> _Placed | None:
-    """A file already at the destination with the trusted hash is kept, not fetched again."""
-    folder = job.folder or job.source_folder or folder_from_name(job.filename)
-    if not job.sha256 or runner.ctx.force or folder is None:
-        return None
-    dest, rel = _dest(runner.ctx.layout.root, folder, res.model.entry.subdir, job.filename)
-    try:
-        st = dest.stat()
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None  # a pipe or device there is replaced by the download
-    if job.size is not None and abs(st.st_size - job.size) > 1024 and job.size > 0:
-        return None
-    if hash_file(dest).sha256 != job.sha256:
-        return None
-    runner.claim(res.model.id, rel, job.sha256, job.label)
-    runner.placed(job.sha256, dest)
-    return _Placed(dest, job.sha256, "verified in place", 0)
-
-
-def _folder(job: FileJob, content: Path) -> str:
-    header = read_header(content) if content.suffix == ".safetensors" or job.filename.endswith(
-        ".safetensors"
-    ) else None
-    chosen = route(
-        job.filename,
-        explicit=job.folder,
-        source_folder=job.source_folder,
-        header_keys=header.keys if header is not None else None,
-    )
-    if chosen.warning:
-        import logging
-
-        logging.getLogger("phoenix.apply").warning("%s: %s", job.label, chosen.warning)
-    return chosen.folder
-
-
-def _dest(root: Path, folder: str, subdir: str | None, filename: str) -> tuple[Path, str]:
-    from provisioner.sources.names import confined_path
-
-    base = root / "models" / folder
-    if subdir:
-        base = base / subdir.strip("/")
-    try:
-        dest = confined_path(base, filename)
-    except ValueError as exc:
-        raise SourceError(str(exc)) from exc
-    return dest, dest.relative_to(root).as_posix()
-
-
-def _run(res: Resolved, runner: _Runner) -> ItemResult:
+def _run(res: Resolved, runner: Runner) -> ItemResult:
     """Fetch, place and record every file of one resolved model."""
     model = res.model
     root = runner.ctx.layout.root
-    placed: list[_Placed] = []
+    placed: list[Placed] = []
     for job in res.files:
-        placed.append(_obtain(job, res, runner))
+        placed.append(obtain(job, res, runner))
     files = tuple(file_record(root, p.path, p.sha256) for p in placed)
     previous = runner.ctx.store.state.models.get(model.id)
     runner.ctx.store.put_model(ModelRecord(model.id, model.source, files, dict(res.resolved)))
@@ -562,7 +287,7 @@ def still_needed(change: Change, ctx: ApplyContext) -> bool:
         return True
     if model.sha256 and len(record.files) == 1 and record.files[0].sha256 != model.sha256:
         return True
-    return not all(_trusted(ctx.layout.root, f) for f in record.files)
+    return not all(trusted(ctx.layout.root, f) for f in record.files)
 
 
 def _remove_stale(previous: ModelRecord, keep: set[str], ctx: ApplyContext) -> list[str]:
@@ -582,7 +307,7 @@ def _remove_stale(previous: ModelRecord, keep: set[str], ctx: ApplyContext) -> l
     for f in previous.files:
         if f.path in named:
             continue
-        if _trusted(root, f):
+        if trusted(root, f):
             (root / f.path).unlink()
         elif (root / f.path).exists():
             kept.append(f.path)
@@ -620,7 +345,7 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
     if not todo:
         return results
     progress = make_progress(sys.stderr)
-    runner = _Runner(ctx, progress)
+    runner = Runner(ctx, progress)
     pool = ThreadPoolExecutor(max_workers=max(1, ctx.jobs), thread_name_prefix="phoenix-model")
     try:
         resolved = list(
@@ -648,14 +373,15 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
     return results
 
 
-def _bytes_to_fetch(job: FileJob, res: Resolved, runner: _Runner) -> int:
+def _bytes_to_fetch(job: FileJob, res: Resolved, runner: Runner) -> int:
     """Bytes the preflight must count for ``job``: 0 when it will be linked or kept in place."""
     if job.size is None or (runner.has(job.sha256) and not runner.ctx.force):
         return 0
     folder = job.folder or job.source_folder or folder_from_name(job.filename)
     if folder is not None and not runner.ctx.force:
         try:
-            dest, _ = _dest(runner.ctx.layout.root, folder, res.model.entry.subdir, job.filename)
+            root, subdir = runner.ctx.layout.root, res.model.entry.subdir
+            dest, _ = destination(root, folder, subdir, job.filename)
             if dest.stat().st_size == job.size:
                 return 0  # verified by hash and kept if it matches (see _adopt_existing)
         except (OSError, SourceError):

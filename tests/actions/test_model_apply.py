@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from provisioner.actions.base import ApplyContext
-from provisioner.actions.model_apply import FileJob, _Runner, check_own_destinations
+from provisioner.actions.model_runner import FileJob, Runner, check_own_destinations
 from provisioner.apply import ApplyReport, apply_all
 from provisioner.core.config import load_versions
 from provisioner.core.errors import DiskSpaceError, SourceError
@@ -435,7 +435,7 @@ def test_claim_refuses_a_second_file_of_the_same_model_at_a_claimed_destination(
 ) -> None:
     """The placement-time check: it names both sources; identical bytes may share."""
     layout = Layout(tmp_path / "root")
-    runner = _Runner(ApplyContext(layout, StateStore(layout), load_versions()))
+    runner = Runner(ApplyContext(layout, StateStore(layout), load_versions()))
     rel = "models/loras/x.safetensors"
     runner.claim("m", rel, "a" * 64, "hf:o/r/a/x.safetensors")
     runner.claim("m", rel, "a" * 64, "hf:o/r/c/x.safetensors")  # same bytes: fine
