@@ -6,9 +6,11 @@ what its ``requirements.txt`` misses through the torch guard. Facts and diff:
 from __future__ import annotations
 
 from provisioner.actions.base import ApplyContext
-from provisioner.core.errors import PhoenixError
+from provisioner.core.errors import InstallError, PhoenixError
+from provisioner.core.fsio import read_text_file
+from provisioner.core.requirements import parse_requirements_file
 from provisioner.plan.change import Change, ItemResult
-from provisioner.plan.comfyui import ITEM_ID, KIND, Target
+from provisioner.plan.comfyui import ITEM_ID, KIND, Target, wanted_requirements
 from provisioner.software import gitops, pyenv
 from provisioner.software.guard import guarded_install
 
@@ -32,13 +34,26 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
             ctx.store.set_comfyui_commit(co.commit)
             message = f"at {co.commit[:12]}"
             python = pyenv.ensure_venv(ctx.layout)
-            if (tgt.path / "requirements.txt").is_file():
+            req_file = tgt.path / "requirements.txt"
+            if req_file.is_file():
+                parsed = parse_requirements_file(
+                    read_text_file(
+                        req_file,
+                        "ComfyUI's requirements.txt",
+                        InstallError,
+                        "fix the file in the ComfyUI checkout, or pin a ref where it is readable",
+                    )
+                )
+                before = pyenv.installed_distributions(python)
                 outcome = guarded_install(
                     python,
-                    [],
-                    requirements_file=tgt.path / "requirements.txt",
+                    # a guarded one the image lacks (torchaudio) is left out, as at build
+                    wanted_requirements(parsed.requirements, before.versions()),
+                    # -r/-e lines pip must read itself: then the file goes as it is
+                    requirements_file=req_file if parsed.opaque else None,
                     what="ComfyUI requirements",
                     staging=ctx.layout.staging,
+                    before=before,
                 )
                 if outcome.ran:
                     message += f", installed {len(outcome.installed)} requirement(s)"

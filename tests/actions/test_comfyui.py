@@ -134,3 +134,31 @@ def test_observe_writes_nothing(software_env: Path, sw_layout: Layout, tmp_path:
     changes = plan(desired_at(checkout), sw_layout, versions(repo.url, second))
     assert changes[0].details.get("dirty") is True
     assert (_tree_digest(checkout), _tree_digest(sw_layout.root)) == before
+
+
+def test_guarded_requirement_the_image_lacks_is_left_out(
+    software_env: Path, sw_layout: Layout, tmp_path: Path
+) -> None:
+    # Real ComfyUI lists torchaudio, which the image leaves out (a second torch from PyPI):
+    # found by the image rehearsal, where every start failed trying to install it.
+    repo = Repo(tmp_path / "repos" / "ComfyUI")
+    commit = repo.commit(
+        {"main.py": "print('comfy')\n", "requirements.txt": "torch\ntorchaudio\nphx-gamma\n"}, "v1"
+    )
+    vers = versions(repo.url, commit)
+    checkout = tmp_path / "opt" / "ComfyUI"
+    desired = desired_at(checkout)
+    results = comfyui.apply(plan(desired, sw_layout, vers), apply_ctx(sw_layout, vers))
+    assert results[0].ok, results[0].message
+    dists = pyenv.installed_distributions(comfyui_plan.comfy_python(sw_layout))
+    assert "phx-gamma" in dists.dists and "torchaudio" not in dists.dists
+    assert [c.action for c in plan(desired, sw_layout, vers)] == ["unchanged"]
+
+
+def test_wanted_requirements_drops_only_absent_guarded_names() -> None:
+    reqs = ["torch>=2", "torchaudio", "nvidia-cudnn-cu12", "numpy<2", "Torch_Vision"]
+    assert comfyui_plan.wanted_requirements(reqs, {"torch": "2.7.0", "torchvision": "0.22"}) == [
+        "torch>=2",
+        "numpy<2",
+        "Torch_Vision",
+    ]
