@@ -1,8 +1,14 @@
 # Phoenix: ComfyUI + FLUX for RunPod GPU pods (RTX 5090 / Blackwell ready).
 #
 # Every ARG default below equals the same key in config/versions.conf, the one source of truth
-# (tests/test_dockerfile.py fails when they drift). Build with the defaults:
+# (tests/test_dockerfile.py fails when they drift), except the three source arguments
+# BASE_IMAGE, FILEBROWSER_URL and PIP_INDEX_URL, whose defaults are the public sources built
+# from those keys. Build with the defaults:
 #   docker build -t phoenix .
+# (buildah/podman: add --format docker, or the OCI format drops the HEALTHCHECK.)
+# Behind a mirror, or hermetically, override the sources; every input is still verified:
+# the base by its tag, ComfyUI against COMFYUI_COMMIT, FileBrowser against FILEBROWSER_SHA256.
+# docker/rehearse.py builds and runs the image this way from local inputs (docs/image.md).
 # No secret is ever passed as a build argument: tokens and passwords arrive at run time as
 # environment variables and are read by `phoenix run`, never baked into a layer.
 #
@@ -13,7 +19,12 @@
 # NGC PyTorch 25.03: CUDA 12.8.1 (native sm_120 kernels, host driver >= 570), Python 3.12,
 # and the pip constraint file /etc/pip/constraint.txt. See docs/image.md for why this tag.
 ARG NGC_PYTORCH_TAG=25.03-py3
-FROM nvcr.io/nvidia/pytorch:${NGC_PYTORCH_TAG}
+# BASE_IMAGE is the same image under another name (a mirror, a local stand-in); hadolint cannot
+# see through the variable, so DL3026 (trusted registries: nvcr.io) is checked by
+# tests/test_dockerfile.py instead, which requires this default to be the NGC tag.
+ARG BASE_IMAGE=nvcr.io/nvidia/pytorch:${NGC_PYTORCH_TAG}
+# hadolint ignore=DL3026
+FROM ${BASE_IMAGE}
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -39,11 +50,12 @@ RUN groupadd --system --gid 10001 sduser \
  && useradd --uid 10001 --gid sduser --create-home --home-dir /home/sduser \
       --shell /usr/sbin/nologin sduser
 
-# FileBrowser, verified against the pinned SHA256 before it is unpacked.
+# FileBrowser, verified against the pinned SHA256 before it is unpacked. FILEBROWSER_URL may
+# point at a mirror or a local file (file://); the archive must still match the SHA256.
 ARG FILEBROWSER_VERSION=v2.63.23
 ARG FILEBROWSER_SHA256=b14db2bb8033caa3f80205eb6578b2ed0744ebd9e716b790bc4a9703ce909e88
-RUN curl -fsSL --retry 3 -o /tmp/filebrowser.tar.gz \
-      "https://github.com/filebrowser/filebrowser/releases/download/${FILEBROWSER_VERSION}/linux-amd64-filebrowser.tar.gz" \
+ARG FILEBROWSER_URL=https://github.com/filebrowser/filebrowser/releases/download/${FILEBROWSER_VERSION}/linux-amd64-filebrowser.tar.gz
+RUN curl -fsSL --retry 3 -o /tmp/filebrowser.tar.gz "${FILEBROWSER_URL}" \
  && echo "${FILEBROWSER_SHA256}  /tmp/filebrowser.tar.gz" | sha256sum -c - \
  && tar -xzf /tmp/filebrowser.tar.gz -C /usr/local/bin filebrowser \
  && rm /tmp/filebrowser.tar.gz \
@@ -70,6 +82,10 @@ RUN python /opt/phoenix-build/constraints.py write /etc/phoenix/constraints.txt 
       --pin "ruamel.yaml==${RUAMEL_YAML_VERSION}" \
  && touch /etc/pip/constraint.txt
 ENV PIP_CONSTRAINT="/etc/pip/constraint.txt /etc/phoenix/constraints.txt"
+# Where the build's pip installs come from (an ARG: build time only, never in the image's
+# environment). A mirror or a local PEP 503 index (file://) works; never put a credential in
+# it, since build arguments are recorded in the image's history.
+ARG PIP_INDEX_URL=https://pypi.org/simple
 
 # ComfyUI at the pinned commit. Git checks every object against its hash, and the checked-out
 # HEAD must equal the pinned 40-hex commit, so the tree is content-verified.
@@ -92,10 +108,12 @@ RUN git init -q /opt/ComfyUI \
  && echo "ComfyUI ${COMFYUI_VERSION} at ${COMFYUI_COMMIT}; ${torch_now} unchanged"
 
 # Phoenix's dependencies, from pyproject.toml alone: code changes do not reinstall them.
+# The last use of the build helpers: /opt/phoenix-build goes, nothing at run time needs it.
 COPY pyproject.toml /opt/phoenix/pyproject.toml
 RUN python /opt/phoenix-build/constraints.py pyproject-deps \
       /opt/phoenix/pyproject.toml /opt/phoenix-build/phoenix-requirements.txt \
- && pip install --no-cache-dir -r /opt/phoenix-build/phoenix-requirements.txt
+ && pip install --no-cache-dir -r /opt/phoenix-build/phoenix-requirements.txt \
+ && rm -rf /opt/phoenix-build
 
 # Phoenix itself, editable from /opt/phoenix: it finds manifests/, schemas/ and config/ beside
 # the package (provisioner/core/resources.py). Its modules are compiled here, like every package pip

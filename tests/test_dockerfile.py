@@ -84,7 +84,22 @@ def _env_names() -> list[str]:
 
 
 def _expand(value: str, variables: dict[str, str]) -> str:
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: variables[m[1] or m[2]], value)
+    """Substitute ``${NAME}`` until none is left (an ARG default may use an earlier ARG)."""
+    while True:
+        expanded = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: variables[m[1] or m[2]], value)
+        if expanded == value:
+            return value
+        value = expanded
+
+
+#: Where each input comes from: overridable (a mirror, a local file for the hermetic build,
+#: docker/rehearse.py), with the public source as default, built from versions.conf's keys.
+SOURCE_ARGS = {
+    "BASE_IMAGE": "nvcr.io/nvidia/pytorch:{NGC_PYTORCH_TAG}",
+    "FILEBROWSER_URL": "https://github.com/filebrowser/filebrowser/releases/download/"
+    "{FILEBROWSER_VERSION}/linux-amd64-filebrowser.tar.gz",
+    "PIP_INDEX_URL": "https://pypi.org/simple",
+}
 
 
 def test_parser_joins_continuations_and_keeps_comment_blocks() -> None:
@@ -96,24 +111,40 @@ def test_parser_joins_continuations_and_keeps_comment_blocks() -> None:
 
 
 def test_base_image_is_the_pinned_ngc_pytorch_tag() -> None:
+    # hadolint cannot check DL3026 (trusted registries) through ${BASE_IMAGE}; this does
     froms = _all("FROM")
     assert len(froms) == 1
     image = _expand(froms[0].args, _arg_defaults())
     assert image == f"nvcr.io/nvidia/pytorch:{VERSIONS['NGC_PYTORCH_TAG']}"
     assert "latest" not in image
-    assert INSTRUCTIONS[0].keyword == "ARG"  # the tag ARG precedes FROM
+    assert [i.keyword for i in INSTRUCTIONS[:2]] == ["ARG", "ARG"]  # tag and base precede FROM
 
 
 def test_every_arg_default_equals_versions_conf() -> None:
     defaults = _arg_defaults()
     for name, value in defaults.items():
+        if name in SOURCE_ARGS:
+            continue
         assert name in VERSIONS.values, f"ARG {name} is not a key of config/versions.conf"
         assert value == VERSIONS[name], f"ARG {name}={value} but versions.conf has {VERSIONS[name]}"
 
 
+def test_source_args_default_to_the_public_sources() -> None:
+    defaults = _arg_defaults()
+    for name, source in SOURCE_ARGS.items():
+        assert name in defaults, f"ARG {name} is missing: the hermetic build overrides it"
+        assert _expand(defaults[name], defaults) == source.format(**VERSIONS.values), name
+
+
 def test_every_versions_conf_key_reaches_the_build() -> None:
     """One source of truth: nothing in versions.conf is ignored by the image."""
-    assert set(_arg_defaults()) == set(VERSIONS.values)
+    assert set(_arg_defaults()) - set(SOURCE_ARGS) == set(VERSIONS.values)
+
+
+def test_build_helpers_are_gone_from_the_final_image() -> None:
+    # found by the rehearsal: /opt/phoenix-build (constraints.py, requirement lists) stayed
+    uses = [i for i in _all("RUN") if "/opt/phoenix-build" in i.args]
+    assert uses and uses[-1].args.rstrip().endswith("rm -rf /opt/phoenix-build")
 
 
 def test_every_variable_used_is_declared_before_use() -> None:
