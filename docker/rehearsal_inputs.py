@@ -18,6 +18,7 @@ mounts read-only; nothing here touches the repository or the network, except
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import html
 import io
@@ -94,7 +95,12 @@ def fake_filebrowser_archive(dest: Path) -> str:
         script = b"#!/usr/bin/env python3\n" + script
     info = tarfile.TarInfo("filebrowser")
     info.size, info.mode, info.mtime = len(script), 0o755, 1735689600
-    with tarfile.open(dest, "w:gz") as archive:
+    # gzip's header carries a time: fixed, so the archive and its SHA256 are the same each run
+    with (
+        dest.open("wb") as raw,
+        gzip.GzipFile("", "wb", fileobj=raw, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as archive,
+    ):
         archive.addfile(info, io.BytesIO(script))
     return sha256_file(dest)
 

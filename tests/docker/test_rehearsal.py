@@ -158,6 +158,7 @@ def test_fake_filebrowser_archive_is_release_shaped_and_hashed(tmp_path: Path) -
     archive = tmp_path / "linux-amd64-filebrowser.tar.gz"
     digest = inputs.fake_filebrowser_archive(archive)
     assert digest == inputs.sha256_file(archive) and len(digest) == 64
+    assert inputs.fake_filebrowser_archive(tmp_path / "again.tar.gz") == digest  # reproducible
     with tarfile.open(archive) as tar:
         (member,) = tar.getmembers()
         assert member.name == "filebrowser" and member.mode & 0o111
