@@ -27,7 +27,7 @@ from pathlib import Path
 import requests
 
 from provisioner.errors import DownloadError, PhoenixError
-from provisioner.sources.http import DEFAULT_RETRY, RetryPolicy
+from provisioner.sources.http import DEFAULT_RETRY, RetryPolicy, host_key
 from provisioner.sources.placement import place
 from provisioner.sources.progress import Progress
 from provisioner.sources.segments import (
@@ -235,9 +235,10 @@ def _segmented(
     """
     if SegmentMap.load(transfer.part) is None and os.fstat(transfer.fd).st_size > 0:
         return None
-    support, response = probe(
-        transfer.session, transfer.url, transfer.headers, transfer.auth, transfer.retry
-    )
+    with limiter.slot(host_key(transfer.url)):
+        support, response = probe(
+            transfer.session, transfer.url, transfer.headers, transfer.auth, transfer.retry
+        )
     if support is None or support.total < MIN_SEGMENTED_SIZE:
         transfer.first_response = response
         return None

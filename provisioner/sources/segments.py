@@ -151,7 +151,6 @@ class RangeSupport:
 
     total: int
     validator: str | None
-    host: str
 
 
 def probe(
@@ -183,11 +182,14 @@ def probe(
             return None, None
         response.content  # noqa: B018 (read the one byte so the connection is reused)
         total = int(match.group(3))
-        return RangeSupport(total, validator_of(response), host_key(response.url)), None
+        return RangeSupport(total, validator_of(response)), None
 
 
 class HostLimiter:
-    """At most ``cap`` connections per ``host:port`` at once, shared by every download."""
+    """At most ``cap`` connections per ``host:port`` at once, shared by every download.
+
+    The host is the one asked (a redirect's target counts against the host that sent it).
+    """
 
     def __init__(self, cap: int = HOST_CONNECTION_CAP) -> None:
         self.cap = cap
@@ -318,7 +320,7 @@ class SegmentedFetch:
                     return
                 piece = pieces.popleft()
             try:
-                with self.limiter.slot(self.support.host):
+                with self.limiter.slot(host_key(self.url)):
                     self._fetch_piece(*piece)
             except BaseException as exc:
                 with self._lock:

@@ -43,9 +43,13 @@ class Status:
 
 @dataclass(frozen=True)
 class Drop:
-    """One-shot fault: send ``fraction`` of the body, then close the connection."""
+    """One-shot fault: send ``fraction`` of the body, then close the connection.
+
+    With ``start``, only a request whose range starts at that offset takes it (one segment).
+    """
 
     fraction: float
+    start: int | None = None
 
 
 @dataclass
@@ -339,9 +343,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _file(self, name: str, head: bool) -> None:
         hub = self.server.hub
+        wanted = self.headers.get("Range")
+        asked = re.fullmatch(r"bytes=(\d+)-(\d*)", (wanted or "").strip())
+        asked_start = int(asked.group(1)) if asked else 0
         with hub.lock:
             served = hub.files.get(name)
-            fault = served.faults.pop(0) if served and served.faults else None
+            fault = None
+            for i, candidate in enumerate(served.faults if served else []):
+                if not isinstance(candidate, Drop) or candidate.start in (None, asked_start):
+                    assert served is not None
+                    fault = served.faults.pop(i)
+                    break
         if served is None:
             self._json(404, {"error": "no such file"})
             return
@@ -350,7 +362,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         size = served.size
         start, end, status = 0, size - 1, 200
-        wanted = self.headers.get("Range")
         if_range = self.headers.get("If-Range")
         if wanted and served.ranges and (if_range is None or if_range == served.etag):
             match = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted.strip())

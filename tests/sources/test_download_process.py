@@ -125,3 +125,62 @@ def test_enospc_mid_stream_is_a_disk_space_error_and_removes_the_part(
     assert report["error"] == "DiskSpaceError"
     assert "disk full while downloading child" in report["message"]
     assert report["staging"] == [] and report["dest_exists"] is False
+
+
+SEGMENTED_CHILD = """
+import json, sys
+from pathlib import Path
+from provisioner.sources import download as engine, segments
+from provisioner.sources.http import make_session
+
+segments.PIECE_SIZE = 1024 * 1024  # a few-MiB file in several pieces
+engine.MIN_SEGMENTED_SIZE = 4 * 1024 * 1024
+url, dest, staging, expected = sys.argv[1:5]
+result = engine.download(url, Path(dest), staging=Path(staging), expected_sha256=expected,
+                         session=make_session(), label="child", connections=4)
+print(json.dumps({"sha256": result.sha256, "transferred": result.bytes_transferred}))
+"""
+
+
+def test_kill_9_mid_segmented_download_then_rerun_fetches_only_missing_ranges(
+    hub: LoopbackHub, root: Path, staging: Path
+) -> None:
+    from provisioner.sources.segments import SegmentMap, missing_ranges
+
+    data = blob(16 * MiB + 5, 23)
+    served = Served(data=data, rate=2 * MiB)  # per connection: 4 connections, about 2 s
+    url = hub.serve("s.safetensors", served)
+    dest = root / "models" / "checkpoints" / "s.safetensors"
+    part = staging / staging_name(url, sha(data))
+    argv = [sys.executable, "-c", SEGMENTED_CHILD, url, str(dest), str(staging), sha(data)]
+
+    child = subprocess.Popen(argv, env=child_env(), stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        kept = SegmentMap.load(part)
+        if kept is not None and sum(b - a for a, b in kept.done) >= 4 * MiB:
+            break
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL
+    assert not dest.exists()
+    kept = SegmentMap.load(part)  # the last map the child wrote before it died
+    assert kept is not None and part.stat().st_size == len(data)  # pre-allocated
+    kept_bytes = sum(b - a for a, b in kept.done)
+    assert 4 * MiB <= kept_bytes < len(data)
+
+    served.rate = None
+    hub.reset()
+    rerun = subprocess.run(argv, env=child_env(), capture_output=True, timeout=60, check=False)
+
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert json.loads(rerun.stdout) == {"sha256": sha(data), "transferred": len(data) - kept_bytes}
+    assert hub.bytes_sent() == len(data) - kept_bytes + 1  # + the probe's byte
+    asked = sum(
+        int(r.headers["Range"].split("-")[1]) + 1 - int(r.headers["Range"][6:].split("-")[0])
+        for r in hub.requests_to("/files/")[1:]
+    )
+    assert asked == sum(b - a for a, b in missing_ranges(kept.done, len(data)))
+    assert dest.read_bytes() == data
+    assert sorted(p.name for p in staging.iterdir()) == []
