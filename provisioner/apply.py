@@ -79,6 +79,7 @@ def apply_all(
         ctx = ApplyContext(
             layout, store, versions, secrets, jobs=jobs, verify=verify, force=force,
             prune=prune, lock=locked, log=logger,
+            download_connections=desired.manifest.downloads.connections,
         )
         results: list[ItemResult] = []
         for module in kind_modules():

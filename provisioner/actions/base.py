@@ -39,6 +39,8 @@ class ApplyContext:
     versions: Versions
     secrets: Secrets = field(default_factory=Secrets)
     jobs: int = 4
+    #: connections for one large file (``downloads.connections``)
+    download_connections: int = 8
     verify: bool = False
     force: bool = False
     prune: bool = False

@@ -185,6 +185,7 @@ def _resolve_civitai(
             token=runner.ctx.secrets.civitai_token,  # scoped to the API host per transfer
             progress=runner.progress,
             cancel=runner.cancel,
+            connections=runner.ctx.download_connections,
         )
         return result.path, result.sha256
 
@@ -223,6 +224,7 @@ def _resolve_url(
             label=f"url:{file.name}",
             auth=NoAuth(),  # a plain URL never gets a credential
             cancel=runner.cancel,
+            connections=runner.ctx.download_connections,
         )
         return result.path, result.sha256
 

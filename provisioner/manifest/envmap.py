@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal[
-    "bool", "str", "secret", "path", "url", "hf-list", "civitai-list", "node-list", "package-list"
+    "bool",
+    "int",
+    "str",
+    "secret",
+    "path",
+    "url",
+    "hf-list",
+    "civitai-list",
+    "node-list",
+    "package-list",
 ]
 Tier = Literal["Basic", "Advanced"]
 
@@ -224,6 +233,16 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "Advanced",
         False,
         "Port `phoenix status` asks for /status (the health API's port is services.health.port).",
+    ),
+    EnvVar(
+        "PHOENIX_DOWNLOAD_CONNECTIONS",
+        "int",
+        "8",
+        "downloads.connections",
+        "Advanced",
+        False,
+        "Connections for one model file of 64 MiB or more (Civitai, URLs) when the server "
+        "supports ranges; 1 = one stream. 1 to 16.",
     ),
     EnvVar(
         "PHOENIX_HOME",

@@ -195,6 +195,14 @@ def _apply_env_scalars(data: dict[str, Any], env: Mapping[str, str]) -> dict[str
                 where=f"env:{var.name}",
                 hint=f"unset it or give a value ({var.help})",
             )
+        elif var.kind == "int":
+            if not raw.strip().isdigit():
+                raise EnvError(
+                    f"expected a whole number, found {raw!r}",
+                    where=f"env:{var.name}",
+                    hint=f"give a number such as {var.default} ({var.help})",
+                )
+            value = int(raw.strip())
         _set_path(data, var.manifest_path, value)
         origins[var.manifest_path] = f"env:{var.name}"
     return origins

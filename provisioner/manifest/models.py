@@ -251,6 +251,18 @@ class Security(_Strict):
     )
 
 
+class Downloads(_Strict):
+    """How Phoenix's own engine fetches model files (Civitai and plain URLs)."""
+
+    connections: WholeNumber = Field(
+        8,
+        ge=1,
+        le=16,
+        description="Connections for one file of 64 MiB or more from a server that supports "
+        "ranges (1: one stream). At most 16 per host over all downloads.",
+    )
+
+
 class Manifest(_Strict):
     """Phoenix manifest v1: the desired state of a pod."""
 
@@ -282,6 +294,7 @@ class Manifest(_Strict):
     )
     services: Services = Field(default_factory=Services)
     security: Security = Field(default_factory=Security)
+    downloads: Downloads = Field(default_factory=Downloads)
 
 
 _GLOB = re.compile(r"[*?\[]")

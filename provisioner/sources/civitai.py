@@ -340,12 +340,15 @@ def download_civitai_file(
     token: str | None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    connections: int = 1,
 ) -> DownloadResult:
     """Fetch ``file`` to ``dest`` through the engine, verified against the API's SHA256.
 
     The token rides only on requests to ``api_base``'s host (the download route); the CDN that
     Civitai redirects to never receives it. A 401/403 says to set ``CIVITAI_TOKEN``. Setting
-    ``cancel`` stops the transfer at the next block (the partial file is kept for a resume).
+    ``cancel`` stops the transfer at the next block (the partial file is kept for a resume);
+    ``connections`` > 1 fetches a large file over that many connections, each with the same
+    token rules.
     """
     auth: requests.auth.AuthBase = HostScopedBearer(token, api_base) if token else NoAuth()
     try:
@@ -360,6 +363,7 @@ def download_civitai_file(
             label=file.label,
             auth=auth,
             cancel=cancel,
+            connections=connections,
         )
     except AuthError as exc:
         raise AuthError(

@@ -189,3 +189,27 @@ def test_a_bad_env_item_is_shown_without_its_credential() -> None:
     text = info.value.render()
     assert "env:CIVITAI_LORAS_TO_DOWNLOAD[0]" in text and "set CIVITAI_TOKEN" in text
     assert "abcSECRET" not in text and "models/691639" in text
+
+
+def test_download_connections_from_manifest_and_env(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 1\nmodels: []\ndownloads:\n  connections: 4\n")
+    assert load_desired(path, {})[0].manifest.downloads.connections == 4
+    desired, _ = load_desired(path, {"PHOENIX_DOWNLOAD_CONNECTIONS": " 2 "})
+    assert desired.manifest.downloads.connections == 2
+    assert desired.scalar_origins["downloads.connections"] == "env:PHOENIX_DOWNLOAD_CONNECTIONS"
+    assert load_desired(None, {})[0].manifest.downloads.connections == 8
+
+
+@pytest.mark.parametrize("raw", ["eight", "-1", "2.5"])
+def test_download_connections_must_be_a_whole_number(raw: str) -> None:
+    with pytest.raises(EnvError) as caught:
+        load_desired(None, {"PHOENIX_DOWNLOAD_CONNECTIONS": raw})
+    assert caught.value.where == "env:PHOENIX_DOWNLOAD_CONNECTIONS"
+    assert "expected a whole number" in caught.value.message
+
+
+@pytest.mark.parametrize("raw", ["0", "17"])
+def test_download_connections_out_of_range_names_the_variable(raw: str) -> None:
+    with pytest.raises((EnvError, ManifestError)) as caught:
+        load_desired(None, {"PHOENIX_DOWNLOAD_CONNECTIONS": raw})
+    assert "PHOENIX_DOWNLOAD_CONNECTIONS" in f"{caught.value.where} {caught.value.message}"
