@@ -127,9 +127,9 @@ class Writeback:
     :meth:`close` (the kernel reports it once, so the final fsync might not see it again).
     """
 
-    def __init__(self, fd: int, every: int = WRITEBACK_BYTES) -> None:
+    def __init__(self, fd: int, every: int | None = None) -> None:
         self._fd = fd
-        self._every = every
+        self._every = every or WRITEBACK_BYTES
         self._pending = 0
         self._closed = False
         self._error: OSError | None = None

@@ -1,0 +1,44 @@
+"""Shared transfer helpers: rolling writeback, positional writes."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from provisioner.sources.transfer import Writeback, pwrite_all
+
+
+def test_writeback_flushes_while_writing_and_stops_cleanly(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        writeback = Writeback(fd, every=1024)
+        for i in range(4):
+            pwrite_all(fd, b"x" * 1024, i * 1024)
+            writeback.wrote(1024)
+        writeback.close()
+        assert os.pread(fd, 8192, 0) == b"x" * 4096
+    finally:
+        os.close(fd)
+
+
+def test_writeback_error_is_raised_by_close(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)  # fdatasync on it fails with EBADF, as a failed writeback would fail
+    writeback = Writeback(fd, every=1)
+    writeback.wrote(2)
+    with pytest.raises(OSError) as caught:
+        writeback.close()
+    assert caught.value.errno == errno.EBADF
+
+
+def test_pwrite_all_writes_at_the_offset(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        pwrite_all(fd, b"tail", 6)
+        pwrite_all(fd, memoryview(b"head"), 0)
+        assert os.pread(fd, 16, 0) == b"head\0\0tail"
+    finally:
+        os.close(fd)
