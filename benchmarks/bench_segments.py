@@ -98,6 +98,7 @@ def main() -> int:
                     f"--checksum=sha-256={expected}",
                     "--console-log-level=warn",
                     "--summary-interval=0",
+                    "--show-console-readout=false",
                     "--download-result=hide",
                     "-d",
                     str(out),
