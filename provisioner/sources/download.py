@@ -26,7 +26,7 @@ from pathlib import Path
 
 import requests
 
-from provisioner.errors import DownloadError, PhoenixError
+from provisioner.core.errors import DownloadError, PhoenixError
 from provisioner.sources.http import DEFAULT_RETRY, RetryPolicy, host_key
 from provisioner.sources.placement import place
 from provisioner.sources.progress import Progress

@@ -30,8 +30,8 @@ from typing import Any
 import requests
 import urllib3.exceptions
 
-from provisioner.errors import DownloadError
-from provisioner.fsio import atomic_write_json
+from provisioner.core.errors import DownloadError
+from provisioner.core.fsio import atomic_write_json
 from provisioner.sources.http import RetryPolicy, host_key
 from provisioner.sources.progress import ProgressTask
 from provisioner.sources.transfer import (

@@ -22,8 +22,8 @@ from typing import Any
 import requests
 import urllib3.exceptions
 
-from provisioner.errors import DiskSpaceError, DownloadError, IntegrityError
-from provisioner.fsio import atomic_write_json
+from provisioner.core.errors import DiskSpaceError, DownloadError, IntegrityError
+from provisioner.core.fsio import atomic_write_json
 from provisioner.sources.http import RetryPolicy
 from provisioner.sources.progress import ProgressTask
 from provisioner.sources.segments import SegmentMap

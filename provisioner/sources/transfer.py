@@ -16,9 +16,9 @@ from pathlib import Path
 
 import requests
 
-from provisioner.errors import AuthError, DiskSpaceError, DownloadError, NotFoundError
+from provisioner.core.errors import AuthError, DiskSpaceError, DownloadError, NotFoundError
+from provisioner.core.units import human_bytes
 from provisioner.sources.http import RETRY_STATUSES, RetryPolicy
-from provisioner.units import human_bytes
 
 #: Bytes per read/hash/write step: large enough that per-chunk overhead vanishes.
 CHUNK_SIZE = 4 * 1024 * 1024

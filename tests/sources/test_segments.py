@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from provisioner.errors import DownloadError, IntegrityError
+from provisioner.core.errors import DownloadError, IntegrityError
 from provisioner.sources import download as download_module
 from provisioner.sources import segments
 from provisioner.sources.download import DownloadResult, download, staging_name
