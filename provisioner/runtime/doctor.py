@@ -17,8 +17,8 @@ from provisioner.runtime import filebrowser, storage
 from provisioner.runtime.cliargs import load_cli_spec
 from provisioner.runtime.flags import InstalledFeatures
 from provisioner.runtime.gpu import GpuFacts, check_arch, read_gpu_facts
+from provisioner.runtime.launch import launch_args
 from provisioner.runtime.probe import comfyui_version, git_head, probe_features
-from provisioner.runtime.run import launch_args
 
 
 def doctor_report(

@@ -16,8 +16,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from provisioner import __version__
 from provisioner.runtime.flags import InstalledFeatures
+from provisioner.runtime.gpu import GpuFacts
 from provisioner.runtime.system import service_env
 
 log = logging.getLogger("phoenix.probe")
@@ -143,3 +146,23 @@ def git_head(checkout: Path) -> str | None:
     except OSError:
         return None
     return None
+
+
+def reported_versions(
+    gpu: GpuFacts | None,
+    features: InstalledFeatures,
+    checkout: Path,
+    fb_version: str | None,
+) -> dict[str, Any]:
+    """The versions the health API reports: Phoenix, ComfyUI, Python, torch, driver, GPU."""
+    return {
+        "phoenix": __version__,
+        "comfyui_version": comfyui_version(checkout),
+        "comfyui_commit": git_head(checkout),
+        "python": features.python,
+        "torch": features.torch,
+        "driver": gpu.driver_version if gpu else None,
+        "cuda_driver": gpu.cuda_driver_version if gpu else None,
+        "gpu": gpu.name if gpu else None,
+        "filebrowser": fb_version,
+    }

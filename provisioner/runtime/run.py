@@ -11,30 +11,37 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any, Protocol
 
-from provisioner import __version__
 from provisioner.core.config import Versions, load_versions
-from provisioner.core.errors import PhoenixError, ServiceError
+from provisioner.core.errors import PhoenixError
 from provisioner.core.fsio import atomic_write_text
 from provisioner.core.layout import Layout
 from provisioner.core.redact import redact, register_secret
 from provisioner.manifest.desired import DesiredState, Secrets
-from provisioner.manifest.models import MODEL_FOLDERS, ComfyUIConfig, Manifest
+from provisioner.manifest.models import Manifest
 from provisioner.plan.change import ItemResult
-from provisioner.runtime import cleanup, filebrowser, storage, system
-from provisioner.runtime.cliargs import CliSpec, filter_args, load_cli_spec
-from provisioner.runtime.flags import FlagChoice, InstalledFeatures, choose_flags
-from provisioner.runtime.gpu import GpuFacts, check_arch, read_gpu_facts
+from provisioner.runtime import cleanup, storage, system
+from provisioner.runtime.cliargs import load_cli_spec
+from provisioner.runtime.flags import InstalledFeatures
+from provisioner.runtime.gpu import GpuFacts, read_gpu_facts
 from provisioner.runtime.health import HealthServer, StatusBoard
-from provisioner.runtime.probe import comfyui_version, git_head, probe_features
-from provisioner.runtime.services import RestartPolicy, ServiceSpec, Supervisor
+from provisioner.runtime.launch import comfyui_service, filebrowser_service, launch_args
+from provisioner.runtime.lifecycle import (
+    SignalStop,
+    StopRequested,
+    TorchCheck,
+    say,
+    start_health,
+    supervise,
+    torch_verdict,
+)
+from provisioner.runtime.probe import probe_features, reported_versions
+from provisioner.runtime.services import RestartPolicy, Supervisor
 
 log = logging.getLogger("phoenix.run")
 
@@ -141,73 +148,6 @@ def choose_storage(
     )
 
 
-def directory_args(layout: Layout, spec: CliSpec | None) -> tuple[list[str], str | None]:
-    """Point ComfyUI at the workspace: ``--base-directory``, or older per-folder options.
-
-    Returns the args and, for checkouts without ``--base-directory``, the text of an
-    ``extra_model_paths.yaml`` that maps the models and custom nodes folders.
-    """
-    if spec is None or "--base-directory" in spec:
-        return ["--base-directory", str(layout.root)], None
-    args: list[str] = []
-    for option, path in (
-        ("--output-directory", layout.output),
-        ("--input-directory", layout.input),
-        ("--user-directory", layout.user),
-    ):
-        if option in spec:
-            args += [option, str(path)]
-    lines = ["phoenix:", f"  base_path: {layout.root}"]
-    lines += [f"  {folder}: models/{folder}" for folder in MODEL_FOLDERS]
-    lines.append("  custom_nodes: custom_nodes")
-    return args, "\n".join(lines) + "\n"
-
-
-class _Stop:
-    """Which signal asked us to stop, set from the signal handler."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signum: int | None = None
-        self.at: float | None = None
-        #: while apply runs, a signal interrupts it (its transfers cancel, partials stay staged)
-        self.interrupt_apply = False
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is None:
-            self.signum, self.at = signum, time.monotonic()
-        self.event.set()
-        if self.interrupt_apply:
-            self.interrupt_apply = False
-            raise KeyboardInterrupt
-
-
-class _StopRequested(Exception):
-    """A signal arrived before ComfyUI was launched: skip ahead to stop and cleanup."""
-
-
-def _say(out: IO[str], text: str) -> None:
-    out.write(f"phoenix: {text}\n")
-    out.flush()
-
-
-def _versions(
-    gpu: GpuFacts | None,
-    features: InstalledFeatures,
-    checkout: Path,
-    fb_version: str | None,
-) -> dict[str, Any]:
-    return {
-        "phoenix": __version__,
-        "comfyui_version": comfyui_version(checkout),
-        "comfyui_commit": git_head(checkout),
-        "python": features.python,
-        "torch": features.torch,
-        "driver": gpu.driver_version if gpu else None,
-        "cuda_driver": gpu.cuda_driver_version if gpu else None,
-        "gpu": gpu.name if gpu else None,
-        "filebrowser": fb_version,
-    }
 
 
 def _prepare_root(layout: Layout) -> None:
@@ -241,7 +181,7 @@ def run_pod(
     """Run the pod until a signal or a failure; returns the exit code (see module doc)."""
     console = out if out is not None else sys.stdout
     environ = os.environ if env is None else env
-    stop = _Stop()
+    stop = SignalStop()
     old_handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     began = time.monotonic()
     board = StatusBoard()
@@ -264,7 +204,7 @@ def run_pod(
         for value in (secrets.hf_token, secrets.civitai_token, secrets.fb_password):
             register_secret(value)
         removed = system.scrub_secret_env(environ)
-        _say(console, f"hardened: core dumps off, umask 077; secrets read from {removed or 'none'}")
+        say(console, f"hardened: core dumps off, umask 077; secrets read from {removed or 'none'}")
         manifest = desired.manifest
         paranoid = manifest.security.paranoid
         board.set(phase="setup")
@@ -288,7 +228,7 @@ def run_pod(
             board.warn(f"{unknown} download(s) of unknown size are not in the space check")
         mode = report.mode
         board.set(storage=report.to_json())
-        _say(console, f"storage: {report.mode} at {report.root} ({report.reason})")
+        say(console, f"storage: {report.mode} at {report.root} ({report.reason})")
         for warning in report.warnings:
             log.warning("storage: %s", warning)
             board.warn(warning)
@@ -297,28 +237,15 @@ def run_pod(
         health_port = options.health_port or manifest.services.health.port
         comfy_port = manifest.comfyui.port
         if manifest.services.health.enabled:
-            try:
-                server = HealthServer(
-                    board,
-                    options.health_host,
-                    health_port,
-                    f"http://127.0.0.1:{comfy_port}/system_stats",
-                )
-            except OSError as exc:
-                raise ServiceError(
-                    f"the health API cannot listen on {options.health_host}:{health_port}: "
-                    f"{exc.strerror or exc}",
-                    where="--health-port" if options.health_port else "services.health.port",
-                    hint="choose a free port, or stop what is using it",
-                ) from exc
-            health = server.start()
-            _say(console, f"health API on :{health.port} (/healthz /readyz /status)")
+            where = "--health-port" if options.health_port else "services.health.port"
+            health = start_health(board, options.health_host, health_port, comfy_port, where)
+            say(console, f"health API on :{health.port} (/healthz /readyz /status)")
 
         # drop root for everything else
         decision = system.decide_privileges(
             os.geteuid(), manifest.security.user, system.lookup_user(manifest.security.user)
         )
-        _say(console, decision.reason)
+        say(console, decision.reason)
         for warning in decision.warnings:
             board.warn(warning)
         system.drop_privileges(decision, [layout.root], environ)
@@ -339,21 +266,21 @@ def run_pod(
             try:
                 stop.interrupt_apply = not stop.event.is_set()
                 if stop.event.is_set():
-                    raise _StopRequested
+                    raise StopRequested
                 result = apply(desired, layout, versions, secrets, jobs=options.jobs)
             except KeyboardInterrupt:
-                raise _StopRequested from None
+                raise StopRequested from None
             finally:
                 stop.interrupt_apply = False
             if stop.event.is_set():
-                raise _StopRequested
+                raise StopRequested
             results = list(result.results)
             board.record_results(results, len(getattr(result, "remaining", ())))
             failed = [r for r in results if not r.ok]
             for item in failed:
                 level = "required" if item.required else "optional"
                 board.warn(f"apply: {level} item {item.id} failed: {item.message}")
-                _say(console, f"apply: {level} item {item.id} failed: {item.message}")
+                say(console, f"apply: {level} item {item.id} failed: {item.message}")
             if any(r.required for r in failed):
                 names = ", ".join(r.id for r in failed if r.required)
                 raise PhoenixError(
@@ -368,7 +295,7 @@ def run_pod(
 
         # 3. flags and services (not launched at all when the torch check already failed)
         if torch_check is not None and torch_check.finished():
-            _torch_verdict(torch_check, board, console)
+            torch_verdict(torch_check, board, console)
             torch_check = None
         extra_file = layout.phoenix / "run" / "extra_model_paths.yaml"
         launch = launch_args(
@@ -382,42 +309,38 @@ def run_pod(
         choice, args = launch.choice, list(launch.args)
         reasons = [{"flag": r.flag, "reason": r.reason} for r in choice.reasons]
         board.set(flags=args, flag_reasons=reasons)
-        _say(console, "ComfyUI flags: " + " ".join(args))
+        say(console, "ComfyUI flags: " + " ".join(args))
         for r in choice.reasons:
-            _say(console, f"  {r.flag or '(none)'}: {r.reason}")
+            say(console, f"  {r.flag or '(none)'}: {r.reason}")
 
+        comfy_env = system.service_env(environ, {"PYTHONUNBUFFERED": "1"})
         specs = [
-            ServiceSpec(
-                name="comfyui",
-                argv=(python, str(checkout / "main.py"), *args),
-                env=system.service_env(environ, {"PYTHONUNBUFFERED": "1"}),
-                cwd=str(checkout),
-                probe_url=f"http://127.0.0.1:{comfy_port}/system_stats",
-                restart=options.restart,
-                stop_timeout=options.stop_timeout_s,
+            comfyui_service(
+                python, checkout, args, comfy_env, comfy_port, options.restart,
+                options.stop_timeout_s,
             )
         ]
-        fb_spec, fb_version = _filebrowser(
-            options, manifest, layout, fb_password, environ, board, console
+        fb_spec, fb_version = filebrowser_service(
+            options.filebrowser_binary, manifest, layout, fb_password, environ, board, console
         )
         if fb_spec is not None:
             specs.append(fb_spec)
-        board.update_versions(**_versions(gpu, features, checkout, fb_version))
+        board.update_versions(**reported_versions(gpu, features, checkout, fb_version))
 
         if stop.event.is_set():
-            raise _StopRequested
+            raise StopRequested
         supervisor = Supervisor(specs, layout.logs, echo=console)
         board.set(services=supervisor.snapshot, phase="starting", gate="comfyui")
         supervisor.start()
         board.mark("launched", began)
 
         # 4. wait for a signal, a failed torch check, or a service past its budget
-        _supervise(supervisor, stop, board, torch_check, console, began, comfy_port, layout)
+        supervise(supervisor, stop, board, torch_check, console, began, comfy_port, layout)
         code = EXIT_INTERRUPTED if stop.signum == signal.SIGINT else EXIT_OK
-        _say(console, f"received {signal.Signals(stop.signum or signal.SIGTERM).name}: stopping")
-    except _StopRequested:
+        say(console, f"received {signal.Signals(stop.signum or signal.SIGTERM).name}: stopping")
+    except StopRequested:
         code = EXIT_INTERRUPTED if stop.signum == signal.SIGINT else EXIT_OK
-        _say(console, "stop requested before ComfyUI was launched: stopping")
+        say(console, "stop requested before ComfyUI was launched: stopping")
     except PhoenixError as exc:
         board.set(phase="failed")
         board.error(exc.render())
@@ -432,156 +355,6 @@ def run_pod(
     return code
 
 
-class TorchCheck:
-    """Imports torch in ComfyUI's interpreter in a thread and keeps what it reports."""
-
-    def __init__(
-        self, probe: Callable[[str, bool], InstalledFeatures], python: str, gpu: GpuFacts
-    ) -> None:
-        self.gpu = gpu
-        self.result: InstalledFeatures | None = None
-        self.thread = threading.Thread(
-            target=lambda: setattr(self, "result", probe(python, True)),
-            name="torch-check",
-            daemon=True,
-        )
-
-    def start(self) -> TorchCheck:
-        """Begin in the background; returns self."""
-        self.thread.start()
-        return self
-
-    def finished(self) -> bool:
-        """True once the probe returned."""
-        return not self.thread.is_alive()
-
-
-def _torch_verdict(check: TorchCheck, board: StatusBoard, console: IO[str]) -> None:
-    """Record torch's versions; raise :class:`GPUError` when it has no kernels for the GPU."""
-    result = check.result or InstalledFeatures()
-    board.update_versions(torch=result.torch, cuda=result.torch_cuda)
-    if result.torch_arch_list is None:
-        board.warn("torch could not be imported in ComfyUI's interpreter: GPU check skipped")
-        return
-    check_arch(check.gpu, result.torch_arch_list)
-    _say(console, f"torch {result.torch} (CUDA {result.torch_cuda}) has kernels for {check.gpu.sm}")
-
-
-@dataclass(frozen=True)
-class LaunchArgs:
-    """ComfyUI's final arguments, the flag choice behind them, and what was dropped."""
-
-    choice: FlagChoice
-    args: tuple[str, ...]
-    dropped: tuple[str, ...]
-    warnings: tuple[str, ...]
-    extra_paths_yaml: str | None = None
-
-
-def launch_args(
-    gpu: GpuFacts | None,
-    features: InstalledFeatures,
-    comfy: ComfyUIConfig,
-    layout: Layout,
-    spec: CliSpec | None,
-    extra_paths_file: Path,
-) -> LaunchArgs:
-    """Directory args + chosen flags + user args, checked against the checkout's ``cli_args.py``.
-
-    The user's ``comfyui.args`` are checked first, so a flag this checkout does not know (say
-    ``--normalvram``) is dropped *before* it could stop Phoenix choosing that flag family.
-    """
-    dropped: list[str] = []
-    warnings: list[str] = []
-    if spec is not None:
-        user = filter_args(comfy.args, spec)
-        dropped += user.dropped
-        warnings += user.warnings
-        comfy = comfy.model_copy(update={"args": list(user.args)})
-    else:
-        warnings.append(f"cannot read {comfy.path}/comfy/cli_args.py: flags are not checked")
-    choice = choose_flags(gpu, comfy.performance, features, comfy)
-    warnings += choice.warnings
-    dir_args, extra_yaml = directory_args(layout, spec)
-    if extra_yaml is not None:
-        dir_args += ["--extra-model-paths-config", str(extra_paths_file)]
-    args = [*dir_args, *choice.args]
-    if spec is not None:
-        final = filter_args(args, spec)
-        dropped += final.dropped
-        warnings += final.warnings
-        args = list(final.args)
-    return LaunchArgs(choice, tuple(args), tuple(dropped), tuple(warnings), extra_yaml)
-
-
-def _filebrowser(
-    options: RunOptions,
-    manifest: Manifest,
-    layout: Layout,
-    password: str | None,
-    environ: MutableMapping[str, str],
-    board: StatusBoard,
-    console: IO[str],
-) -> tuple[ServiceSpec | None, str | None]:
-    """FileBrowser's service spec and version, or ``(None, None)`` when off or missing."""
-    config = manifest.services.filebrowser
-    if not config.enabled:
-        return None, None
-    binary = options.filebrowser_binary or filebrowser.find_binary()
-    if binary is None:
-        message = "FileBrowser is enabled but its binary is not on PATH: skipped"
-        log.warning("%s", message)
-        board.warn(message)
-        return None, None
-    creds = filebrowser.credentials(config.username, password)
-    register_secret(creds.password)
-    spec = filebrowser.filebrowser_service(
-        binary, config, layout.root, layout.phoenix / "run", creds, environ
-    )
-    if creds.generated:
-        # shown once, on the console only; it is registered, so every log line masks it
-        console.write(
-            f"phoenix: FileBrowser login: {creds.username} / {creds.password}\n"
-            "phoenix: (generated; set FB_PASSWORD to choose your own; not shown again)\n"
-        )
-        console.flush()
-    return spec, filebrowser.binary_version(binary)
-
-
-def _supervise(
-    supervisor: Supervisor,
-    stop: _Stop,
-    board: StatusBoard,
-    torch_check: TorchCheck | None,
-    console: IO[str],
-    began: float,
-    comfy_port: int,
-    layout: Layout,
-) -> None:
-    """Poll the services until a signal; raise on a failed torch check or spent budget."""
-    ready_said = False
-    while not stop.event.is_set():
-        if torch_check is not None and torch_check.finished():
-            _torch_verdict(torch_check, board, console)
-            torch_check = None
-        supervisor.poll()
-        comfy = supervisor.get("comfyui")
-        if comfy is not None and comfy.ready and not ready_said:
-            ready_said = True
-            board.set(phase="ready")
-            board.mark("ready", began)
-            _say(console, f"ComfyUI is ready on :{comfy_port}")
-        elif comfy is not None and not comfy.ready and ready_said:
-            ready_said = False
-            board.set(phase="starting")
-        if supervisor.failed:
-            raise ServiceError(
-                f"service(s) {', '.join(supervisor.failed)} failed past the restart budget",
-                where="phoenix run",
-                hint=f"see {layout.logs}/<service>.log",
-            )
-        stop.event.wait(0.1)
-
 
 def _shutdown(
     options: RunOptions,
@@ -590,7 +363,7 @@ def _shutdown(
     layout: Layout | None,
     mode: str,
     paranoid: bool,
-    stop: _Stop,
+    stop: SignalStop,
     console: IO[str],
     code: int,
 ) -> int:
@@ -607,7 +380,7 @@ def _shutdown(
         deadline = max(began + options.grace_s - 0.5, time.monotonic() + 1.0)
         scrubbed = cleanup.scrub_secret_remnants(cleanup.log_files(layout))
         summary = cleanup.run_cleanup(targets, deadline, protected=[layout.models])
-        _say(
+        say(
             console, summary.line() + (f"; masked secrets in {scrubbed} log(s)" if scrubbed else "")
         )
         for line in cleanup.error_lines(summary.errors):

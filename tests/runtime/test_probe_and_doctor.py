@@ -16,8 +16,8 @@ from provisioner.runtime.cliargs import parse_cli_spec
 from provisioner.runtime.doctor import doctor_report, render_doctor
 from provisioner.runtime.flags import InstalledFeatures
 from provisioner.runtime.gpu import GpuFacts
+from provisioner.runtime.launch import directory_args
 from provisioner.runtime.probe import comfyui_version, git_head, probe_features
-from provisioner.runtime.run import directory_args
 
 FAKE = Path(__file__).parents[1] / "fixtures" / "fake_comfyui"
 RTX5090 = GpuFacts("NVIDIA GeForce RTX 5090", (12, 0), 32 * 1024**3, "575.57.08", "12.9")
@@ -181,7 +181,7 @@ def test_cleanup_command(
 def test_unknown_user_flag_does_not_block_phoenix_choice(tmp_path: Path) -> None:
     """`--normalvram` is gone from this checkout: it is dropped, and Phoenix picks VRAM itself."""
     from provisioner.runtime.cliargs import load_cli_spec
-    from provisioner.runtime.run import launch_args
+    from provisioner.runtime.launch import launch_args
 
     comfy = ComfyUIConfig(path=str(FAKE), args=["--normalvram", "--reserve-vram", "2"])
     spec = load_cli_spec(FAKE)
