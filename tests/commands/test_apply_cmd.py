@@ -161,7 +161,7 @@ def test_concurrent_applies_on_one_root_fetch_each_file_once(
         assert _gets(hub, name) == 1, name
     waited = [e for e in (err1, err2) if "waiting for another phoenix apply on this volume" in e]
     assert len(waited) == 1
-    assert f"(pid {first.pid})" in waited[0] or f"(pid {second.pid})" in waited[0]
+    assert f"(pid {first.pid} on host" in waited[0] or f"(pid {second.pid} on host" in waited[0]
     assert "0 done, 0 failed" in (out1 if waited[0] is err1 else out2)
 
 
