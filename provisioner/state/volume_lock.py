@@ -179,6 +179,12 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # it exists, under another user
+    try:  # a zombie (killed, not yet reaped by its parent) holds nothing any more
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        if state.rsplit(")", 1)[-1].split()[:1] == ["Z"]:
+            return False
+    except OSError:
+        pass
     return pid > 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.volume_lock import Lease
+from provisioner.state.volume_lock import Lease
 from tests.conftest import REPO, clean_env
 from tests.fixtures.desired import with_comfyui
 from tests.sources.loopback import LoopbackHub, Served, running_hub
