@@ -7,7 +7,7 @@ import os
 import sys
 
 from provisioner.commands.argtypes import count
-from provisioner.commands.common import add_source_options, load_inputs
+from provisioner.commands.common import add_source_options, add_vram_option, load_inputs
 from provisioner.commands.logs import setup_logging
 from provisioner.core.redact import redact
 
@@ -16,6 +16,7 @@ HELP = "apply the plan: fetch and verify models, install nodes and packages (exi
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_options(parser)
+    add_vram_option(parser)
     parser.add_argument(
         "--jobs", type=count, default=4, metavar="N", help="parallel downloads (default 4)"
     )
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from provisioner.apply import apply_all
     from provisioner.state.lockfile import load_lock, lock_path_for
 
-    desired, secrets, layout, versions = load_inputs(args)
+    desired, secrets, layout, versions = load_inputs(args, probe_gpu=True)
     log = setup_logging(desired.manifest.debug)
     locked = None
     if args.locked:

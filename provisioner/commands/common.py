@@ -26,11 +26,26 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_inputs(args: argparse.Namespace) -> tuple[DesiredState, Secrets, Layout, Versions]:
+def add_vram_option(parser: argparse.ArgumentParser) -> None:
+    """``--vram-gib``: the VRAM that picks profile variants (sets PHOENIX_VRAM_GIB)."""
+    parser.add_argument(
+        "--vram-gib",
+        metavar="N",
+        help="GPU VRAM in GiB for choosing profile variants, e.g. 32 (default: "
+        "$PHOENIX_VRAM_GIB, else the GPU's own at apply)",
+    )
+
+
+def load_inputs(
+    args: argparse.Namespace, *, probe_gpu: bool = False
+) -> tuple[DesiredState, Secrets, Layout, Versions]:
     """Desired state, secrets, workspace layout and pinned versions for a command."""
     from provisioner.core.config import load_versions
     from provisioner.manifest.merge import load_desired
 
-    desired, secrets = load_desired(getattr(args, "manifest", None), os.environ)
+    env = dict(os.environ)
+    if getattr(args, "vram_gib", None) is not None:
+        env["PHOENIX_VRAM_GIB"] = args.vram_gib  # checked like the variable (exit 1 if bad)
+    desired, secrets = load_desired(getattr(args, "manifest", None), env, probe_gpu=probe_gpu)
     root = getattr(args, "root", None) or desired.manifest.storage.root
     return desired, secrets, Layout(Path(root)), load_versions()

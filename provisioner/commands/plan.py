@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from provisioner.commands.common import add_source_options, load_inputs
+from provisioner.commands.common import add_source_options, add_vram_option, load_inputs
 from provisioner.core.layout import Layout
 from provisioner.software import pyenv
 
@@ -22,6 +22,7 @@ HELP = "show what apply would change (read-only; exit 2 with --detailed-exitcode
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_options(parser)
+    add_vram_option(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument(
         "--detailed-exitcode",

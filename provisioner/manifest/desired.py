@@ -38,6 +38,25 @@ class DesiredModel:
     #: what a lock file pinned: e.g. ``revision`` (HF commit), ``version_id``, ``file_id``,
     #: ``download_url`` (Civitai), ``path`` (HF file path); empty without a lock
     pinned: Mapping[str, str] = field(default_factory=dict)
+    #: the profile variant this file belongs to (``fp8``, ``gguf-q4``, ...), if any
+    variant: str | None = None
+
+
+@dataclass(frozen=True)
+class VariantChoice:
+    """Which variant of a profiled repo was chosen, and why (shown by the plan)."""
+
+    repo: str
+    variant: str
+    reason: str
+    origin: str
+    #: VRAM the variant is offered on, in GiB
+    vram_gib: float
+    #: what the diffusion model holds: ``bf16``, ``fp8`` or ``gguf`` (the launch flags follow)
+    weights: str
+    #: bytes on disk of the variant's files (approximate where a size is)
+    size: int
+    workflow: str | None = None
 
 
 def request_key(model: DesiredModel) -> str:
@@ -101,3 +120,5 @@ class DesiredState:
     scalar_origins: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     manifest_path: str | None = None
+    #: the variant chosen for each profiled repo with variants
+    variants: tuple[VariantChoice, ...] = ()

@@ -245,6 +245,16 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "supports ranges; 1 = one stream. 1 to 16.",
     ),
     EnvVar(
+        "PHOENIX_VRAM_GIB",
+        "str",
+        None,
+        None,
+        "Advanced",
+        False,
+        "GPU VRAM in GiB that picks profile variants (same as --vram-gib), e.g. 32 to plan "
+        "for an RTX 5090 on a runner without a GPU; default: the GPU's own figure at apply.",
+    ),
+    EnvVar(
         "PHOENIX_HOME",
         "path",
         None,

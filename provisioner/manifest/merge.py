@@ -19,17 +19,19 @@ from provisioner.core.errors import EnvError, ManifestError, PhoenixError
 from provisioner.core.redact import register_secret
 from provisioner.core.requirements import parse_requirement, split_requirements
 from provisioner.manifest import items as parse
+from provisioner.manifest import variants
 from provisioner.manifest.desired import (
     DesiredModel,
     DesiredNode,
     DesiredPackage,
     DesiredState,
     Secrets,
+    VariantChoice,
 )
 from provisioner.manifest.envmap import BY_NAME, ENV_VARS, parse_bool, split_list
 from provisioner.manifest.load import ManifestDoc, load_manifest_file
 from provisioner.manifest.models import CivitaiModel, HFModel, Manifest, NodeSpec, URLModel, is_glob
-from provisioner.manifest.profiles import load_profiles
+from provisioner.manifest.profiles import Profile, load_profile_file, load_profiles
 from provisioner.manifest.validate import build_manifest, validate_doc
 
 DEFAULT_ORIGIN = "default"
@@ -71,14 +73,17 @@ def read_secrets(env: Mapping[str, str]) -> Secrets:
 FB_PASSWORD_MAX_BYTES = 72
 
 
-def load_desired(manifest_path: str | None, env: Mapping[str, str]) -> tuple[DesiredState, Secrets]:
-    """The desired state from an optional manifest file and the environment."""
+def load_desired(
+    manifest_path: str | None, env: Mapping[str, str], *, probe_gpu: bool = False
+) -> tuple[DesiredState, Secrets]:
+    """The desired state from an optional manifest file and the environment; ``probe_gpu``
+    (apply, run) reads the GPU's VRAM for variant selection unless PHOENIX_VRAM_GIB is set."""
     _check_endpoints(env)
     secrets = read_secrets(env)
     path = manifest_path or env.get("PHOENIX_MANIFEST") or None
     doc = load_manifest_file(path) if path else None
     user = validate_doc(doc) if doc else None
-    return merge(doc, user, env), secrets
+    return merge(doc, user, env, vram=variants.detect_vram(env, probe_gpu)), secrets
 
 
 def _check_endpoints(env: Mapping[str, str]) -> None:
@@ -104,8 +109,15 @@ def _check_endpoints(env: Mapping[str, str]) -> None:
             )
 
 
-def merge(doc: ManifestDoc | None, user: Manifest | None, env: Mapping[str, str]) -> DesiredState:
-    """Pure merge of a validated manifest (optional) with the environment."""
+def merge(
+    doc: ManifestDoc | None,
+    user: Manifest | None,
+    env: Mapping[str, str],
+    *,
+    vram: variants.VramFact | None = None,
+) -> DesiredState:
+    """Pure merge of a validated manifest (optional) with the environment; ``vram`` (the GPU's,
+    unless PHOENIX_VRAM_GIB says otherwise) picks profile variants."""
     data: dict[str, Any] = dict(doc.data) if doc else {"version": 1}
     merged = _Merged()
     if doc:
@@ -124,8 +136,13 @@ def merge(doc: ManifestDoc | None, user: Manifest | None, env: Mapping[str, str]
     else:
         manifest = build_manifest(data, doc, scalar_origins)
     _check_ports(manifest, scalar_origins)
-    models = _desired_models(manifest, merged, warnings)
+    choices: list[VariantChoice] = []
+    vram = variants.vram_from_env(env) or vram
+    models = _desired_models(manifest, merged, warnings, vram, choices)
     nodes = _desired_nodes(manifest, merged, warnings)
+    nodes += variants.needed_nodes(
+        choices, load_profiles(), load_profile_file().nodes, (n.name for n in nodes)
+    )
     packages = _desired_packages(manifest, merged)
     if not (env.get("HUGGINGFACE_TOKEN") or env.get("HF_TOKEN")):
         warnings.extend(_gated_warnings(models))
@@ -137,6 +154,7 @@ def merge(doc: ManifestDoc | None, user: Manifest | None, env: Mapping[str, str]
         scalar_origins=scalar_origins,
         warnings=tuple(warnings),
         manifest_path=doc.path if doc else None,
+        variants=tuple(choices),
     )
 
 
@@ -296,7 +314,13 @@ def _default_models() -> list[_Sourced]:
     return [_Sourced(entry, DEFAULT_ORIGIN) for entry in doc.data.get("models", [])]
 
 
-def _desired_models(manifest: Manifest, merged: _Merged, warnings: list[str]) -> list[DesiredModel]:
+def _desired_models(
+    manifest: Manifest,
+    merged: _Merged,
+    warnings: list[str],
+    vram: variants.VramFact | None,
+    choices: list[VariantChoice],
+) -> list[DesiredModel]:
     profiles = load_profiles()
     out: dict[str, DesiredModel] = {}
 
@@ -308,6 +332,11 @@ def _desired_models(manifest: Manifest, merged: _Merged, warnings: list[str]) ->
         entry, origin = pending.pop(0)
         if isinstance(entry, HFModel):
             profile = profiles.get(entry.hf)
+            if entry.files is None and profile is not None and profile.variants:
+                choices.append(_variant_models(entry, profile, vram, origin, add))
+                continue
+            if entry.variant is not None:
+                raise _conflict(origin, f"{entry.hf} has no variants", "remove 'variant'")
             if entry.files is None and profile is not None:
                 for fname, profile_folder in profile.files.items():
                     add(_hf_file(entry, fname, entry.type or profile_folder, origin))
@@ -347,6 +376,27 @@ def _desired_models(manifest: Manifest, merged: _Merged, warnings: list[str]) ->
         else:
             add(_url_model(entry, origin))
     return list(out.values())
+
+
+def _variant_models(
+    entry: HFModel,
+    profile: Profile,
+    vram: variants.VramFact | None,
+    origin: str,
+    add: Callable[[DesiredModel], None],
+) -> VariantChoice:
+    try:
+        choice, models = variants.expand(entry, profile, vram, origin)
+    except variants.NoFit as exc:  # before any download: nothing is fetched for a misfit
+        raise _conflict(
+            origin,
+            f"{entry.hf}: {exc}",
+            f"set --vram-gib / {variants.ENV_VAR} to the GPU you will run on, or pick a "
+            "variant that fits (README: Profiles)",
+        ) from None
+    for model in models:
+        add(model)
+    return choice
 
 
 def _hf_file(entry: HFModel, fname: str, folder: str | None, origin: str) -> DesiredModel:

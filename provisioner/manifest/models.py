@@ -57,6 +57,7 @@ HF_REPO_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$
 SUBDIR_RE = r"^(?!/)(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9_. /-]+$"
 FILE_NAME_RE = r"^(?!\.\.?$)[^/\\\x00]+$"
 GIT_URL_RE = r"^(https://|ssh://|git@|file://)\S+$"
+VARIANT_RE = r"^(auto|bf16|fp16|fp8|nvfp4|gguf-q[2-8])$"
 
 
 class _Strict(BaseModel):
@@ -94,11 +95,20 @@ class HFModel(_ModelCommon):
         description="File names or glob patterns to fetch. Default: the repo's profile in "
         "manifests/profiles.yaml, else every *.safetensors file.",
     )
+    variant: Annotated[str, Field(pattern=VARIANT_RE)] | None = Field(
+        None,
+        description="For a repo whose profile has variants (FLUX.2-dev, FLUX.1-Krea-dev, "
+        "FLUX.1-Kontext-dev): auto (default) picks the best that fits the GPU's VRAM; or name "
+        "one: bf16, fp8, gguf-q5, gguf-q4 (see the README's profile table).",
+        examples=["auto", "fp8", "gguf-q4"],
+    )
 
     @model_validator(mode="after")
     def _one_hash_one_file(self) -> "HFModel":
         if self.sha256 and (not self.files or len(self.files) != 1 or is_glob(self.files[0])):
             raise ValueError("'sha256' needs exactly one file name in 'files' (not a pattern)")
+        if self.variant is not None and self.files is not None:
+            raise ValueError("'variant' picks a profile's files: leave out 'files' to use it")
         return self
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from provisioner.core.config import Versions
 from provisioner.core.layout import Layout
 from provisioner.core.units import GB
-from provisioner.manifest.desired import DesiredState
+from provisioner.manifest.desired import DesiredState, VariantChoice
 from provisioner.plan.change import MARKS, Change
 from provisioner.plan.context import ObserveContext
 from provisioner.plan.kinds import kind_modules
@@ -31,6 +31,8 @@ class Plan:
     free_bytes: int | None
     facts: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     versions: dict[str, str] = field(default_factory=dict)
+    #: the variant chosen for each profiled repo with variants, and why
+    variants: tuple[VariantChoice, ...] = ()
 
     @property
     def pending(self) -> list[Change]:
@@ -86,6 +88,7 @@ def build_plan(
         free,
         facts,
         plan.versions,
+        desired.variants,
     )
 
 

@@ -25,6 +25,23 @@ class PlanItem(BaseModel):
     size: int | None = Field(description="Bytes to download; null when unknown offline")
     source: str
     reason: str
+    variant: str | None = Field(
+        None, description="The profile variant this file belongs to (fp8, gguf-q4, ...), if any"
+    )
+
+
+class PlanVariant(BaseModel):
+    """The variant chosen for a profiled repo, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+    repo: str
+    variant: str
+    reason: str = Field(description="e.g. '32 GiB (env:PHOENIX_VRAM_GIB): fp8; bf16 needs 64 GiB'")
+    origin: str
+    vram_gib: float = Field(description="VRAM the variant is offered on, in GiB")
+    weights: Literal["bf16", "fp8", "gguf"]
+    size: int = Field(description="Bytes on disk of the variant's files (approximate)")
+    workflow: str | None = Field(description="Example workflow in manifests/workflows/")
 
 
 class PlanSummary(BaseModel):
@@ -55,6 +72,7 @@ class PlanDocument(BaseModel):
     items: list[PlanItem]
     warnings: list[str]
     versions: dict[str, str]
+    variants: list[PlanVariant] = []
 
 
 def plan_document(plan: Plan, prune: bool = False) -> PlanDocument:
@@ -80,9 +98,23 @@ def plan_document(plan: Plan, prune: bool = False) -> PlanDocument:
                 size=c.size,
                 source=c.source,
                 reason=c.reason,
+                variant=c.details.get("variant"),
             )
             for c in plan.changes
         ],
         warnings=list(plan.warnings),
         versions=plan.versions,
+        variants=[
+            PlanVariant(
+                repo=v.repo,
+                variant=v.variant,
+                reason=v.reason,
+                origin=v.origin,
+                vram_gib=v.vram_gib,
+                weights=v.weights,
+                size=v.size,
+                workflow=v.workflow,
+            )
+            for v in plan.variants
+        ],
     )

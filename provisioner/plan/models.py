@@ -87,7 +87,7 @@ def diff(desired: DesiredState, facts: ModelFacts) -> list[Change]:
                 size=_record_size(record) if action == "unchanged" and record else model.size,
                 source=model.source,
                 item=model,
-                details={"sha256": model.sha256, "folder": model.folder},
+                details={"sha256": model.sha256, "folder": model.folder, "variant": model.variant},
             )
         )
     for model_id, record in sorted(facts.state.models.items()):

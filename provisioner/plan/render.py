@@ -51,6 +51,11 @@ def render_text(plan: Plan, *, color: bool = False, prune: bool = False) -> str:
     pins = pinned_summary(plan.versions)
     if pins:
         lines.append(f"Pinned: {pins}")
+    for v in plan.variants:
+        lines.append(
+            f"Variant: {v.repo} → {v.variant} ({human_size(v.size)} on disk) [{v.origin}]: "
+            f"{v.reason}"
+        )
     width = max((len(c.dest or c.id) for c in plan.changes), default=10)
     for c in plan.changes:
         mark = MARKS[c.action]
