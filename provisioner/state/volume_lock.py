@@ -323,17 +323,23 @@ def _legacy_free(path: Path) -> bool:
         os.close(fd)
 
 
-def _take_over(path: Path, seen: str, token: str) -> None:
-    """Move the stale lease aside; if it changed meanwhile (a new holder), put it back."""
+def _take_over(path: Path, seen: str, token: str) -> bool:
+    """Move the stale lease aside; if it changed meanwhile (a new holder), put it back.
+
+    True when this process removed the lease it judged stale (only one waiter can: the rename
+    is atomic), so exactly one of several waiters reports the takeover.
+    """
     aside = path.with_name(f"{path.name}.{token}.stale")
     try:
         os.rename(path, aside)
     except FileNotFoundError:
-        return  # someone else moved or released it: the next round decides
+        return False  # someone else moved or released it: the next round decides
     try:
         if _read(aside) != seen:
             with contextlib.suppress(FileExistsError):
                 os.link(aside, path)
+            return False
+        return True
     finally:
         with contextlib.suppress(OSError):
             os.unlink(aside)
@@ -397,8 +403,8 @@ def _acquire(
             if verdict == "dead" or (
                 verdict == "expired" and unchanged >= 2 * lease.heartbeat_s
             ):
-                note(f"taking over the volume lock of a holder that is gone ({who})")
-                _take_over(path, text, holder.lease.token)
+                if _take_over(path, text, holder.lease.token):
+                    note(f"taking over the volume lock of a holder that is gone ({who})")
                 continue
         if timeout is not None and mono - started >= timeout:
             raise StateError(

@@ -77,12 +77,26 @@ class _Pod:
         return code, texts[0], texts[1]
 
 
+#: The segmented engine's range probe (sources/segments.py ``probe``): one byte that tells
+#: whether a URL of unknown size is large enough, and ranged, to fetch over several connections.
+PROBE = "bytes=0-0"
+
+
 def _gets(hub: LoopbackHub, name: str) -> list[tuple[str | None, int]]:
-    """(Range header, body bytes) of each GET of ``name``."""
+    """(Range header, body bytes) of each GET of ``name`` that fetched its content (no probe)."""
     return [
         (r.headers.get("Range"), r.body_bytes)
         for r in hub.requests_to(f"/files/{name}")
-        if r.method == "GET"
+        if r.method == "GET" and r.headers.get("Range") != PROBE
+    ]
+
+
+def _probes(hub: LoopbackHub, name: str) -> list[int]:
+    """Body bytes of each range probe of ``name``."""
+    return [
+        r.body_bytes
+        for r in hub.requests_to(f"/files/{name}")
+        if r.method == "GET" and r.headers.get("Range") == PROBE
     ]
 
 
@@ -145,6 +159,7 @@ def test_four_pods_fetch_each_file_once_and_resume_a_killed_one(
     # first request, then exactly one resume from where its .part ended
     for name, _, _ in SMALL:
         assert len(_gets(hub, name)) == 1, name
+        assert _probes(hub, name) in ([], [1]), name  # at most one 1-byte probe, by one pod
     (first_range, first_sent), (resume_range, resume_sent) = _gets(hub, BIG[0])
     assert first_range is None and resume_range is not None
     resumed_from = int(resume_range.removeprefix("bytes=").rstrip("-"))
