@@ -90,8 +90,8 @@ ARG PIP_INDEX_URL=https://pypi.org/simple
 # ComfyUI at the pinned commit. Git checks every object against its hash, and the checked-out
 # HEAD must equal the pinned 40-hex commit, so the tree is content-verified.
 ARG COMFYUI_REPO=https://github.com/Comfy-Org/ComfyUI.git
-ARG COMFYUI_COMMIT=637221995f7424a561bd825de3e61ea117dfe1e3
-ARG COMFYUI_VERSION=0.3.64
+ARG COMFYUI_COMMIT=59afc3984868289f808d02fa5cd180edfb2de240
+ARG COMFYUI_VERSION=0.3.77
 # Owned by sduser: `phoenix run` drops to it before apply, which may move the checkout to a
 # manifest's comfyui.ref (git refuses to work in a repository another user owns).
 RUN git init -q /opt/ComfyUI \
