@@ -145,7 +145,20 @@ def _attention(
     return _ATTENTION[want], f"manifest attention: {want}", warnings
 
 
-def _unet(gpu: GpuFacts, perf: Performance) -> tuple[FlagReason, list[str]]:
+#: Why a variant's stored weights get no dtype flag. At ComfyUI v0.3.77 ``--bf16-unet`` (and
+#: every other ``--*-unet``) overrides the stored dtype (comfy/model_management.py unet_dtype), so
+#: forcing one would upcast fp8 weights (twice the VRAM) or fight ComfyUI-GGUF's own loader.
+_STORED = {
+    "fp8": "profile variant stores fp8 weights: no --*-unet flag (it would recast them), "
+    "ComfyUI computes with the stored dtype",
+    "gguf": "profile variant stores GGUF weights: no --*-unet flag, ComfyUI-GGUF's "
+    "UnetLoaderGGUF dequantizes them itself",
+}
+
+
+def _unet(
+    gpu: GpuFacts, perf: Performance, weights: str | None = None
+) -> tuple[FlagReason, list[str]]:
     warnings: list[str] = []
     gib = gpu.vram_gib
     bf16 = gpu.compute_capability >= BF16_MIN_CC
@@ -155,7 +168,13 @@ def _unet(gpu: GpuFacts, perf: Performance) -> tuple[FlagReason, list[str]]:
         flag = _UNET[perf.unet_dtype]
         if perf.unet_dtype == "bf16" and not bf16:
             warnings.append(f"unet_dtype bf16 requested but {size} has no native bf16 (< cc 8.0)")
+        if weights in _STORED:
+            warnings.append(
+                f"unet_dtype {perf.unet_dtype} overrides the chosen variant's {weights} weights"
+            )
         return FlagReason(flag, f"manifest unet_dtype: {perf.unet_dtype}"), warnings
+    if weights in _STORED:
+        return FlagReason("", f"{size}: {_STORED[weights]}"), warnings
     if gib >= FULL_PRECISION_MIN_GIB:
         if bf16:
             return FlagReason("--bf16-unet", f"{size}: bf16 supported, weights fit"), warnings
@@ -185,9 +204,13 @@ def choose_flags(
     perf: Performance,
     packages: InstalledFeatures,
     comfy: ComfyUIConfig,
+    weights: str | None = None,
 ) -> FlagChoice:
     """ComfyUI's arguments for this pod: listen/port, attention, weights, VRAM, then user args.
 
+    ``weights`` is what the chosen profile variants store (``bf16``, ``fp8``, ``gguf``: see
+    :func:`provisioner.manifest.variants.launch_weights`); for ``fp8`` and ``gguf`` no weight
+    dtype flag is chosen. ``None`` (no profile variant) keeps the VRAM rule.
     Pure: the same inputs give the same flags. A flag family the user sets in ``comfyui.args``
     is left to the user (ComfyUI's groups are mutually exclusive); the user's args come last.
     """
@@ -219,7 +242,7 @@ def choose_flags(
             flag, why, warn = _attention(gpu, perf, packages)
             decided.append(FlagReason(flag, why))
             warnings.extend(warn)
-        unet, warn = _unet(gpu, perf)
+        unet, warn = _unet(gpu, perf, weights)
         warnings.extend(warn)
         for fam, item in (("unet", unet), ("vram", _vram(gpu, perf))):
             if family_user[fam]:

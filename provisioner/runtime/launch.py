@@ -62,8 +62,11 @@ def launch_args(
     layout: Layout,
     spec: CliSpec | None,
     extra_paths_file: Path,
+    weights: str | None = None,
 ) -> LaunchArgs:
     """Directory args + chosen flags + user args, checked against the checkout's ``cli_args.py``.
+
+    ``weights`` (from the chosen profile variants) reaches :func:`choose_flags`.
 
     The user's ``comfyui.args`` are checked first, so a flag this checkout does not know (say
     ``--normalvram``) is dropped *before* it could stop Phoenix choosing that flag family.
@@ -77,7 +80,7 @@ def launch_args(
         comfy = comfy.model_copy(update={"args": list(user.args)})
     else:
         warnings.append(f"cannot read {comfy.path}/comfy/cli_args.py: flags are not checked")
-    choice = choose_flags(gpu, comfy.performance, features, comfy)
+    choice = choose_flags(gpu, comfy.performance, features, comfy, weights)
     warnings += choice.warnings
     dir_args, extra_yaml = directory_args(layout, spec)
     if extra_yaml is not None:

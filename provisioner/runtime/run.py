@@ -24,6 +24,7 @@ from provisioner.core.layout import Layout
 from provisioner.core.redact import redact, register_secret
 from provisioner.manifest.desired import DesiredState, Secrets
 from provisioner.manifest.models import Manifest
+from provisioner.manifest.variants import launch_weights
 from provisioner.plan.change import ItemResult
 from provisioner.runtime import cleanup, storage, system
 from provisioner.runtime.cliargs import load_cli_spec
@@ -70,10 +71,12 @@ def default_apply(
 
 
 def default_load(manifest: str | None, env: dict[str, str]) -> tuple[DesiredState, Secrets]:
-    """``provisioner.manifest.merge.load_desired``, imported when first needed."""
+    """``provisioner.manifest.merge.load_desired``, imported when first needed; profile
+    variants are chosen for this pod's GPU (``PHOENIX_VRAM_GIB`` first, then NVML; without
+    either the plan names the VRAM it assumed)."""
     from provisioner.manifest.merge import load_desired
 
-    return load_desired(manifest, env)
+    return load_desired(manifest, env, probe_gpu=True)
 
 
 def default_comfy_python(layout: Layout) -> str:
@@ -299,8 +302,9 @@ def run_pod(
             torch_check = None
         extra_file = layout.phoenix / "run" / "extra_model_paths.yaml"
         launch = launch_args(
-            gpu, features, manifest.comfyui, layout, load_cli_spec(checkout), extra_file
-        )
+            gpu, features, manifest.comfyui, layout, load_cli_spec(checkout), extra_file,
+            launch_weights(desired.variants),
+        )  # fmt: skip
         if launch.extra_paths_yaml is not None:
             atomic_write_text(extra_file, launch.extra_paths_yaml)
         for warning in launch.warnings:

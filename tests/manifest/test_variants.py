@@ -175,3 +175,31 @@ def test_flux1_dev_default_is_unchanged(tmp_path: Path) -> None:
         "models/vae/ae.safetensors",
     ]
     assert doc["variants"] == []
+
+
+def test_phoenix_run_chooses_variants_from_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``phoenix run``'s loader probes the GPU: an 80 GiB card gets bf16, the env var wins."""
+    from provisioner.runtime import gpu as gpu_module
+    from provisioner.runtime.run import default_load
+
+    card = gpu_module.GpuFacts("NVIDIA A100-SXM4-80GB", (8, 0), 81920 * 1024**2, "535", "12.2")
+    monkeypatch.setattr(gpu_module, "read_gpu_facts", lambda: card)
+    desired, _ = default_load(None, {"HF_REPOS_TO_DOWNLOAD": FLUX2})
+    (choice,) = desired.variants
+    assert choice.variant == "bf16" and "A100" in choice.reason
+    desired, _ = default_load(None, {"HF_REPOS_TO_DOWNLOAD": FLUX2, "PHOENIX_VRAM_GIB": "32"})
+    assert desired.variants[0].variant == "fp8"
+
+
+def test_phoenix_run_without_pynvml_states_its_assumption(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from provisioner.runtime.run import default_load
+
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` raises ImportError
+    desired, _ = default_load(None, {"HF_REPOS_TO_DOWNLOAD": FLUX2})
+    (choice,) = desired.variants
+    assert choice.reason.startswith("VRAM not known (no --vram-gib, PHOENIX_VRAM_GIB or GPU)")
+    assert "32 GiB GPU" in choice.reason and choice.variant == "fp8"
+    desired, _ = default_load(None, {"HF_REPOS_TO_DOWNLOAD": FLUX2, "PHOENIX_VRAM_GIB": "24"})
+    assert desired.variants[0].variant == "gguf-q4"

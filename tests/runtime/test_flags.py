@@ -8,6 +8,7 @@ import pytest
 
 from provisioner.manifest.models import ComfyUIConfig, Performance
 from provisioner.runtime.flags import (
+    UNET_DTYPE_FLAGS,
     FlagChoice,
     InstalledFeatures,
     choose_flags,
@@ -161,3 +162,56 @@ def test_table_flags_exist_in_real_comfyui() -> None:
         for perf in (Performance(), Performance(attention="flash", vram="high")):
             choice = choose_flags(gpu, perf, packages, ComfyUIConfig(performance=perf))
             assert {a for a in choice.args if a.startswith("--")} <= real
+
+
+#: (GPU, what the chosen variant stores, the weight dtype flag expected or None for none)
+WEIGHTS_TABLE = [
+    ("rtx5090-fp8", RTX5090, "fp8", None),
+    ("rtx5090-gguf", RTX5090, "gguf", None),
+    ("rtx5090-bf16", RTX5090, "bf16", "--bf16-unet"),
+    ("rtx5090-none", RTX5090, None, "--bf16-unet"),
+    ("rtx4090-fp8", RTX4090, "fp8", None),
+    ("rtx4090-none", RTX4090, None, "--fp8_e4m3fn-unet"),
+    ("a100-bf16", A100, "bf16", "--bf16-unet"),
+    ("a100-fp8", A100, "fp8", None),
+    ("t4-gguf", T4, "gguf", None),
+]
+
+
+@pytest.mark.parametrize(("label", "gpu", "weights", "flag"), WEIGHTS_TABLE)
+def test_weight_flag_follows_the_variant(
+    label: str, gpu: GpuFacts, weights: str | None, flag: str | None
+) -> None:
+    choice = choose_flags(gpu, Performance(), NO_FLASH, ComfyUIConfig(), weights)
+    dtype = [a for a in choice.args if a in UNET_DTYPE_FLAGS]
+    assert dtype == ([flag] if flag else []), label
+    if weights in ("fp8", "gguf"):
+        assert any(f"stores {weights} weights" in r.reason.lower() for r in choice.reasons), label
+    assert {a for a in choice.args if a.startswith("--")} <= _real_flags()
+
+
+def test_manifest_dtype_over_a_quantized_variant_warns() -> None:
+    perf = Performance(unet_dtype="bf16")
+    choice = choose_flags(RTX5090, perf, NO_FLASH, ComfyUIConfig(performance=perf), "fp8")
+    assert "--bf16-unet" in choice.args
+    assert any("overrides the chosen variant's fp8 weights" in w for w in choice.warnings)
+
+
+def test_flux2_on_a_5090_gets_no_bf16_upcast(tmp_path: Path) -> None:
+    """The whole path: variant chosen for 32 GiB -> launch_weights -> launch_args."""
+    from provisioner.core.layout import Layout
+    from provisioner.manifest.merge import merge
+    from provisioner.manifest.variants import launch_weights
+    from provisioner.runtime.launch import launch_args
+
+    env = {"HF_REPOS_TO_DOWNLOAD": "black-forest-labs/FLUX.2-dev", "PHOENIX_VRAM_GIB": "32"}
+    desired = merge(None, None, env)
+    weights = launch_weights(desired.variants)
+    assert weights == "fp8"
+    comfy = desired.manifest.comfyui
+    launch = launch_args(
+        RTX5090, NO_FLASH, comfy, Layout(tmp_path), None, tmp_path / "x.yaml", weights
+    )
+    assert "--bf16-unet" not in launch.args and "--fp8_e4m3fn-unet" not in launch.args
+    plain = launch_args(RTX5090, NO_FLASH, comfy, Layout(tmp_path), None, tmp_path / "x.yaml")
+    assert "--bf16-unet" in plain.args
