@@ -83,3 +83,23 @@ def test_env_command_lists_every_variable() -> None:
         assert var.name in out
     assert len(SEED_VARIABLES) == 13
     assert all(name in {v.name for v in ENV_VARS} for name in SEED_VARIABLES)
+
+
+def test_readme_profiles_table_is_generated(tmp_path: Path) -> None:
+    from provisioner.generate import profiles_table
+    from provisioner.manifest.profiles import load_profile_file
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index(profiles_table.BEGIN)
+    stop = readme.index(profiles_table.END) + len(profiles_table.END)
+    fix = "python -m provisioner.generate.profiles_table --write README.md"
+    assert readme[start:stop] == profiles_table.readme_block(), fix
+    variants = load_profile_file().profiles["black-forest-labs/FLUX.2-dev"].variants
+    fp8 = variants["fp8"]
+    row = next(line for line in readme.splitlines() if "FLUX.2-dev` | `fp8`" in line)
+    assert f"≈ {fp8.size / 1e9:.1f}" in row and f"{fp8.vram_gib:g} GiB" in row
+    assert "`gguf-q4` |" in readme  # no gated mark: city96's repo is not the gated one
+    stale = tmp_path / "README.md"
+    stale.write_text(readme.replace(row, "| stale |"), encoding="utf-8")
+    assert profiles_table.main(["--write", str(stale)]) == 0
+    assert stale.read_text(encoding="utf-8") == readme

@@ -67,9 +67,7 @@ def test_loaders_name_files_the_variant_places(repo: str, variant: str) -> None:
 
 
 def test_every_workflow_file_is_named_by_a_variant_and_shipped() -> None:
-    named = {
-        load_profile_file().profiles[repo].variants[v].workflow for repo, v in _variants()
-    }
+    named = {load_profile_file().profiles[repo].variants[v].workflow for repo, v in _variants()}
     on_disk = {p.name for p in WORKFLOWS.glob("*.json")}
     assert on_disk == named
     pyproject = (REPO / "pyproject.toml").read_text()  # tomllib is 3.11+; Phoenix runs on 3.10
