@@ -20,7 +20,7 @@ from provisioner.core.errors import SourceError
 from provisioner.manifest.desired import DesiredModel
 from provisioner.plan.change import Change
 from provisioner.sources.progress import Progress
-from provisioner.state.store import FileRecord
+from provisioner.state.store import FileRecord, same_file
 
 #: fetch(staging_dir) -> (verified staged file, its sha256)
 Fetch = Callable[[Path], tuple[Path, str]]
@@ -196,6 +196,6 @@ def trusted(root: Path, f: FileRecord) -> bool:
         st = (root / f.path).stat()
     except OSError:
         return False
-    return (st.st_size, st.st_mtime_ns) == (f.size, f.mtime_ns)
+    return same_file(st.st_size, st.st_mtime_ns, f)
 
 

@@ -1,7 +1,8 @@
 """Kind ``model`` (plan half): observe placed files (read-only), diff against the desired models.
 
 ``apply`` lives in :mod:`provisioner.actions.model_apply` (downloads, verification, placement).
-A placed file is trusted when its size and mtime_ns match the state file; ``--verify`` re-hashes.
+A placed file is trusted when its size and mtime_ns match the state file (or its mtime reads
+back truncated to whole seconds, as from an image layer: ``same_file``); ``--verify`` re-hashes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from provisioner.manifest.desired import DesiredModel, DesiredState, request_key
 from provisioner.plan.change import Action, Change
 from provisioner.plan.context import ObserveContext
-from provisioner.state.store import ModelRecord, State
+from provisioner.state.store import ModelRecord, State, same_file
 
 KIND = "model"
 
@@ -122,7 +123,7 @@ def _judge(
         fact = facts.files.get(f.path, FileFact(False))
         if not fact.exists:
             problems.append(f"{f.path} missing on disk")
-        elif (fact.size, fact.mtime_ns) != (f.size, f.mtime_ns):
+        elif not same_file(fact.size, fact.mtime_ns, f):
             problems.append(f"{f.path} changed on disk since placed (drifted)")
         elif facts.verified and fact.sha256 != f.sha256:
             problems.append(f"{f.path} SHA256 differs from the recorded one")

@@ -240,6 +240,26 @@ class StateStore:
             self._save()
 
 
+_SECOND_NS = 1_000_000_000
+
+
+def same_file(size: int, mtime_ns: int, record: FileRecord) -> bool:
+    """Whether a file's size and mtime still match ``record`` (so its hash can be trusted).
+
+    An exact match, or the recorded mtime truncated to whole seconds: image layer tars drop
+    the sub-second part (buildah 1.28 does: a file COPY'd with mtime ...123456789 ns reads back
+    ...000000000 from the built image, and the layer tar holds integer mtimes with no PAX
+    header; checked by hand on this machine kind), so a baked root would otherwise look
+    drifted at every start and re-hash tens of GB. Only that exact truncation counts: the size
+    must match too, and any other edit moves the mtime off that whole second.
+    """
+    if size != record.size:
+        return False
+    if mtime_ns == record.mtime_ns:
+        return True
+    return mtime_ns % _SECOND_NS == 0 and mtime_ns == record.mtime_ns - record.mtime_ns % _SECOND_NS
+
+
 def file_record(root: Path, path: Path, sha256: str) -> FileRecord:
     """A :class:`FileRecord` for a file just placed under ``root``."""
     st = path.stat()
