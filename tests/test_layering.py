@@ -1,0 +1,73 @@
+"""The package layering of provisioner/ holds and its imports have no cycles (tests/layering.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import REPO
+from tests.layering import LAYERS, import_cycles, import_graph, layering_violations
+
+PACKAGE = REPO / "provisioner"
+
+
+def test_every_package_has_a_layer() -> None:
+    ranked = {pkg for layer in LAYERS for pkg in layer}
+    present = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()}
+    present = {
+        name
+        for name in present
+        if name not in {"__init__", "__pycache__", "py.typed"}
+        and ((PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file())
+    }
+    assert present == ranked
+
+
+def test_no_import_goes_up_or_sideways() -> None:
+    assert layering_violations(import_graph(PACKAGE)) == []
+
+
+def test_no_import_cycles() -> None:
+    assert import_cycles(import_graph(PACKAGE)) == []
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root / "pkg"
+
+
+def test_checker_catches_an_upward_import_a_sideways_one_and_a_cycle(tmp_path: Path) -> None:
+    package = _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/low/__init__.py": "",
+            "pkg/low/a.py": "from pkg.high import b\n",  # upward
+            "pkg/high/__init__.py": "",
+            "pkg/high/b.py": "from . import c\nimport pkg.low.a\n",  # relative import, fine
+            "pkg/high/c.py": "from .b import x\nfrom pkg.side import d\n",  # cycle b<->c; sideways
+            "pkg/side/__init__.py": "",
+            "pkg/side/d.py": "from pkg import low\n",
+        },
+    )
+    layers = (frozenset({"low"}), frozenset({"high", "side"}))
+    graph = import_graph(package)
+    assert graph["pkg.high.c"] == {"pkg.high.b", "pkg.side.d"}
+    assert graph["pkg.high.b"] == {"pkg.high.c", "pkg.low.a"}
+    assert layering_violations(graph, layers) == [
+        "pkg.high.c -> pkg.side.d: sideways (high may not import side)",
+        "pkg.low.a -> pkg.high.b: upward (low may not import high)",
+    ]
+    assert import_cycles(graph) == [["pkg.high.b", "pkg.high.c", "pkg.low.a"]]
+
+
+def test_checker_names_a_package_missing_from_the_table(tmp_path: Path) -> None:
+    package = _write(
+        tmp_path,
+        {"pkg/__init__.py": "", "pkg/new/x.py": "from pkg.low import y\n", "pkg/low/y.py": ""},
+    )
+    assert layering_violations(import_graph(package), (frozenset({"low"}),)) == [
+        "pkg.new.x: package 'new' is not in LAYERS"
+    ]
