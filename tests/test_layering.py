@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -71,3 +72,18 @@ def test_checker_names_a_package_missing_from_the_table(tmp_path: Path) -> None:
     assert layering_violations(import_graph(package), (frozenset({"low"}),)) == [
         "pkg.new.x: package 'new' is not in LAYERS"
     ]
+
+
+def test_docs_table_draws_the_same_layers() -> None:
+    """docs/architecture.md's package table lists LAYERS in the same order, layer by layer."""
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    drawn = []
+    for line in text.splitlines():
+        match = re.match(r"\| (\d+) \| ([^|]+) \|", line)
+        if match:
+            names = re.findall(r"`([^`]+)`", match.group(2))
+            drawn.append(frozenset(n.removesuffix("/").removesuffix(".py") for n in names))
+    cli_and_main = [layer for layer in LAYERS if layer & {"cli", "__main__"}]
+    expected = [layer for layer in LAYERS if layer not in cli_and_main]
+    expected.append(frozenset().union(*cli_and_main))  # one row: `cli.py`, then `__main__.py`
+    assert drawn == expected
