@@ -15,22 +15,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.core.errors import EnvError, ManifestError, PhoenixError
+from provisioner.core.errors import EnvError
 from provisioner.core.redact import register_secret
-from provisioner.core.requirements import parse_requirement, split_requirements
+from provisioner.core.requirements import split_requirements
 from provisioner.manifest import items as parse
 from provisioner.manifest import variants
 from provisioner.manifest.desired import (
     DesiredModel,
-    DesiredNode,
-    DesiredPackage,
     DesiredState,
     Secrets,
     VariantChoice,
 )
 from provisioner.manifest.envmap import BY_NAME, ENV_VARS, parse_bool, split_list
 from provisioner.manifest.load import ManifestDoc, load_manifest_file
-from provisioner.manifest.models import CivitaiModel, HFModel, Manifest, NodeSpec, URLModel, is_glob
+from provisioner.manifest.merge_software import conflict, desired_nodes, desired_packages
+from provisioner.manifest.models import CivitaiModel, HFModel, Manifest, URLModel, is_glob
 from provisioner.manifest.profiles import Profile, load_profile_file, load_profiles
 from provisioner.manifest.validate import build_manifest, validate_doc
 
@@ -139,11 +138,11 @@ def merge(
     choices: list[VariantChoice] = []
     vram = variants.vram_from_env(env) or vram
     models = _desired_models(manifest, merged, warnings, vram, choices)
-    nodes = _desired_nodes(manifest, merged, warnings)
+    nodes = desired_nodes(manifest.nodes, [s.origin for s in merged.nodes])
     nodes += variants.needed_nodes(
         choices, load_profiles(), load_profile_file().nodes, (n.name for n in nodes)
     )
-    packages = _desired_packages(manifest, merged)
+    packages = desired_packages(manifest.packages, [s.origin for s in merged.packages])
     if not (env.get("HUGGINGFACE_TOKEN") or env.get("HF_TOKEN")):
         warnings.extend(_gated_warnings(models))
     return DesiredState(
@@ -170,7 +169,7 @@ def _check_ports(manifest: Manifest, origins: Mapping[str, str]) -> None:
             continue
         if port in used:
             where = origins.get(key) or origins.get(used[port]) or "manifest"
-            raise _conflict(
+            raise conflict(
                 where, f"{key} {port} is also {used[port]}", "give each service its own port"
             )
         used[port] = key
@@ -336,7 +335,7 @@ def _desired_models(
                 choices.append(_variant_models(entry, profile, vram, origin, add))
                 continue
             if entry.variant is not None:
-                raise _conflict(origin, f"{entry.hf} has no variants", "remove 'variant'")
+                raise conflict(origin, f"{entry.hf} has no variants", "remove 'variant'")
             if entry.files is None and profile is not None:
                 for fname, profile_folder in profile.files.items():
                     add(_hf_file(entry, fname, entry.type or profile_folder, origin))
@@ -360,7 +359,7 @@ def _desired_models(
             try:
                 ref = parse.parse_civitai_ref(entry.civitai)
             except ValueError as exc:
-                raise _conflict(
+                raise conflict(
                     origin, f"civitai: {exc}", "see the Civitai forms in README"
                 ) from None
             add(
@@ -388,7 +387,7 @@ def _variant_models(
     try:
         choice, models = variants.expand(entry, profile, vram, origin)
     except variants.NoFit as exc:  # before any download: nothing is fetched for a misfit
-        raise _conflict(
+        raise conflict(
             origin,
             f"{entry.hf}: {exc}",
             f"set --vram-gib / {variants.ENV_VAR} to the GPU you will run on, or pick a "
@@ -423,72 +422,6 @@ def _url_model(entry: URLModel, origin: str) -> DesiredModel:
 
 def _lower(value: str | None) -> str | None:
     return value.lower() if value else None
-
-
-def _desired_nodes(manifest: Manifest, merged: _Merged, warnings: list[str]) -> list[DesiredNode]:
-    out: dict[str, DesiredNode] = {}
-    for spec, sourced in zip(manifest.nodes, merged.nodes, strict=True):
-        try:  # every URL, named or not: credentials in it would be persisted by git
-            item = parse.parse_node_item(spec.url, spec.name)
-        except ValueError as exc:
-            raise _conflict(
-                sourced.origin, str(exc), "write the URL as https://host/owner/repo[@ref]"
-            ) from exc
-        name = item.name
-        node = DesiredNode(f"node:{name}", name, spec, sourced.origin)
-        seen = out.get(name)
-        if seen and _same_repo(seen.spec, spec):
-            continue
-        if seen:
-            raise _conflict(
-                sourced.origin,
-                f"node folder '{name}' is requested twice with different sources "
-                f"({seen.origin}: {seen.spec.url}@{seen.spec.ref or 'default branch'})",
-                "give one of them a distinct 'name:' or remove the duplicate",
-            )
-        out[name] = node
-    return list(out.values())
-
-
-def _same_repo(a: NodeSpec, b: NodeSpec) -> bool:
-    def norm(url: str) -> str:
-        return url.rstrip("/").removesuffix(".git").lower()
-
-    return norm(a.url) == norm(b.url) and (a.ref == b.ref or b.ref is None)
-
-
-def _desired_packages(manifest: Manifest, merged: _Merged) -> list[DesiredPackage]:
-    from packaging.utils import canonicalize_name
-
-    out: dict[str, DesiredPackage] = {}
-    for text, sourced in zip(manifest.packages, merged.packages, strict=True):
-        try:
-            req = parse_requirement(text)
-        except ValueError as exc:
-            raise _conflict(
-                sourced.origin,
-                str(exc),
-                "e.g. 'numpy>=1.26,<2' or 'opencv-python-headless==4.10.0.84'",
-            ) from None
-        key = canonicalize_name(req.name)
-        seen = out.get(key)
-        if seen and parse_requirement(seen.requirement) == req:
-            continue
-        if seen:
-            raise _conflict(
-                sourced.origin,
-                f"{req.name} is requested twice with different specifiers "
-                f"({seen.origin}: {seen.requirement!r}; here: {text!r})",
-                "keep one requirement per package",
-            )
-        out[key] = DesiredPackage(f"pkg:{key}", text.strip(), sourced.origin)
-    return list(out.values())
-
-
-def _conflict(origin: str, message: str, hint: str) -> PhoenixError:
-    if origin.startswith("env:"):
-        return EnvError(message, where=origin, hint=hint)
-    return ManifestError(message, where=origin, hint=hint)
 
 
 def _gated_warnings(models: list[DesiredModel]) -> list[str]:
