@@ -25,9 +25,9 @@ import requests
 import provisioner.sources.huggingface as hfmod
 from provisioner.core.config import load_versions
 from provisioner.core.errors import SourceError
+from provisioner.sources.hub_progress import StagingWatch
 from provisioner.sources.huggingface import (
     HFClient,
-    StagingWatch,
     _accepts,
     _transport_error,
 )
