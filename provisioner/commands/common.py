@@ -46,6 +46,10 @@ def load_inputs(
     env = dict(os.environ)
     if getattr(args, "vram_gib", None) is not None:
         env["PHOENIX_VRAM_GIB"] = args.vram_gib  # checked like the variable (exit 1 if bad)
-    desired, secrets = load_desired(getattr(args, "manifest", None), env, probe_gpu=probe_gpu)
+    from provisioner.runtime import gpu
+
+    desired, secrets = load_desired(
+        getattr(args, "manifest", None), env, read_gpu=gpu.read_gpu_facts if probe_gpu else None
+    )
     root = getattr(args, "root", None) or desired.manifest.storage.root
     return desired, secrets, Layout(Path(root)), load_versions()

@@ -73,16 +73,20 @@ FB_PASSWORD_MAX_BYTES = 72
 
 
 def load_desired(
-    manifest_path: str | None, env: Mapping[str, str], *, probe_gpu: bool = False
+    manifest_path: str | None,
+    env: Mapping[str, str],
+    *,
+    read_gpu: variants.GpuReader | None = None,
 ) -> tuple[DesiredState, Secrets]:
-    """The desired state from an optional manifest file and the environment; ``probe_gpu``
-    (apply, run) reads the GPU's VRAM for variant selection unless PHOENIX_VRAM_GIB is set."""
+    """The desired state from an optional manifest file and the environment; ``read_gpu``
+    (given by apply and run) reports the GPU whose VRAM variant selection uses unless
+    PHOENIX_VRAM_GIB is set."""
     _check_endpoints(env)
     secrets = read_secrets(env)
     path = manifest_path or env.get("PHOENIX_MANIFEST") or None
     doc = load_manifest_file(path) if path else None
     user = validate_doc(doc) if doc else None
-    return merge(doc, user, env, vram=variants.detect_vram(env, probe_gpu)), secrets
+    return merge(doc, user, env, vram=variants.detect_vram(env, read_gpu)), secrets
 
 
 def _check_endpoints(env: Mapping[str, str]) -> None:

@@ -9,8 +9,9 @@ variant that a 32 GiB card (the RTX 5090 Phoenix targets) can run, and says so.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from provisioner.core.errors import EnvError
 from provisioner.manifest.desired import DesiredModel, DesiredNode, VariantChoice
@@ -198,13 +199,25 @@ def launch_weights(choices: Iterable[VariantChoice]) -> str | None:
     return None
 
 
-def detect_vram(env: Mapping[str, str], probe_gpu: bool) -> VramFact | None:
-    """``PHOENIX_VRAM_GIB`` when set, else (``probe_gpu``: apply and run) GPU 0's VRAM from
-    NVML through :func:`provisioner.runtime.gpu.read_gpu_facts`, else None."""
-    override = vram_from_env(env)
-    if override is not None or not probe_gpu:
-        return override
-    from provisioner.runtime.gpu import read_gpu_facts
+class GpuVram(Protocol):
+    """What variant selection needs of a GPU (``provisioner.runtime.gpu.GpuFacts`` has it)."""
 
-    facts = read_gpu_facts()
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def vram_bytes(self) -> int: ...
+
+
+#: Reads GPU 0, or None when there is none; injected by the layers that may touch hardware.
+GpuReader = Callable[[], "GpuVram | None"]
+
+
+def detect_vram(env: Mapping[str, str], read_gpu: GpuReader | None) -> VramFact | None:
+    """``PHOENIX_VRAM_GIB`` when set, else (``read_gpu`` given: apply and run) GPU 0's VRAM as
+    ``read_gpu`` reports it, else None. The manifest layer never reads hardware itself."""
+    override = vram_from_env(env)
+    if override is not None or read_gpu is None:
+        return override
+    facts = read_gpu()
     return vram_from_gpu(facts.name, facts.vram_bytes) if facts is not None else None

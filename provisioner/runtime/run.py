@@ -75,8 +75,9 @@ def default_load(manifest: str | None, env: dict[str, str]) -> tuple[DesiredStat
     variants are chosen for this pod's GPU (``PHOENIX_VRAM_GIB`` first, then NVML; without
     either the plan names the VRAM it assumed)."""
     from provisioner.manifest.merge import load_desired
+    from provisioner.runtime import gpu
 
-    return load_desired(manifest, env, probe_gpu=True)
+    return load_desired(manifest, env, read_gpu=gpu.read_gpu_facts)
 
 
 def default_comfy_python(layout: Layout) -> str:
