@@ -30,14 +30,13 @@ from provisioner.core.errors import DownloadError, PhoenixError
 from provisioner.sources.http import DEFAULT_RETRY, RetryPolicy, host_key
 from provisioner.sources.placement import place
 from provisioner.sources.progress import Progress
+from provisioner.sources.ranges import SegmentMap, done_prefix
 from provisioner.sources.segments import (
     HOST_LIMITER,
     MIN_SEGMENTED_SIZE,
     FileChanged,
     HostLimiter,
     SegmentedFetch,
-    SegmentMap,
-    done_prefix,
     probe,
 )
 from provisioner.sources.stream import StreamTransfer, fetch_verified, mismatch_error

@@ -26,7 +26,7 @@ from provisioner.core.errors import DiskSpaceError, DownloadError, IntegrityErro
 from provisioner.core.fsio import atomic_write_json
 from provisioner.sources.http import RetryPolicy
 from provisioner.sources.progress import ProgressTask
-from provisioner.sources.segments import SegmentMap
+from provisioner.sources.ranges import SegmentMap
 from provisioner.sources.transfer import (
     CHUNK_SIZE,
     CONTENT_RANGE,

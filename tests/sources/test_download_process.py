@@ -145,7 +145,7 @@ print(json.dumps({"sha256": result.sha256, "transferred": result.bytes_transferr
 def test_kill_9_mid_segmented_download_then_rerun_fetches_only_missing_ranges(
     hub: LoopbackHub, root: Path, staging: Path
 ) -> None:
-    from provisioner.sources.segments import SegmentMap, missing_ranges
+    from provisioner.sources.ranges import SegmentMap, missing_ranges
 
     data = blob(16 * MiB + 5, 23)
     served = Served(data=data, rate=2 * MiB)  # per connection: 4 connections, about 2 s

@@ -15,14 +15,8 @@ from provisioner.sources import download as download_module
 from provisioner.sources import segments
 from provisioner.sources.download import DownloadResult, download, staging_name
 from provisioner.sources.http import HostScopedBearer, RetryPolicy
-from provisioner.sources.segments import (
-    HostLimiter,
-    SegmentMap,
-    done_prefix,
-    merge_ranges,
-    missing_ranges,
-    split_pieces,
-)
+from provisioner.sources.ranges import SegmentMap, done_prefix, merge_ranges, missing_ranges
+from provisioner.sources.segments import HostLimiter
 from tests.sources.loopback import Drop, LoopbackHub, Served, Status
 from tests.sources.test_download import blob, leftovers, sha
 
@@ -64,32 +58,6 @@ def ranges_asked(hub: LoopbackHub) -> list[tuple[int, int]]:
         assert match, f"a request without a closed range: {record.headers}"
         asked.append((int(match.group(1)), int(match.group(2)) + 1))
     return asked
-
-
-@pytest.mark.parametrize(
-    ("done", "total", "merged", "missing", "prefix"),
-    [
-        ([], 10, [], [(0, 10)], 0),
-        ([(0, 4), (4, 6)], 10, [(0, 6)], [(6, 10)], 6),
-        ([(2, 3), (5, 10), (0, 1)], 10, [(0, 1), (2, 3), (5, 10)], [(1, 2), (3, 5)], 1),
-        ([(0, 10)], 10, [(0, 10)], [], 10),
-        ([(3, 3), (4, 8), (6, 9)], 10, [(4, 9)], [(0, 4), (9, 10)], 0),
-    ],
-)
-def test_range_bookkeeping(
-    done: list[tuple[int, int]],
-    total: int,
-    merged: list[tuple[int, int]],
-    missing: list[tuple[int, int]],
-    prefix: int,
-) -> None:
-    assert merge_ranges(done) == merged
-    assert missing_ranges(done, total) == missing
-    assert done_prefix(done) == prefix
-
-
-def test_split_pieces_keeps_file_order_and_size() -> None:
-    assert split_pieces([(0, 5), (7, 8)], 2) == [(0, 2), (2, 4), (4, 5), (7, 8)]
 
 
 def test_ranges_are_honoured_over_several_connections(
