@@ -32,7 +32,7 @@ from provisioner.software import proc
 from provisioner.state.store import StateStore, load_state
 from tests.software_fixtures.gitrepo import node_repo
 from tests.software_fixtures.helpers import desired_nodes, versions
-from tests.software_fixtures.wheels import build_wheel
+from tests.software_fixtures.wheels import build_wheel, local_only_env
 
 
 def one_pass(desired, layout: Layout) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
@@ -71,9 +71,8 @@ def main() -> None:
         os.environ.update(
             PHOENIX_BASE_PYTHON=str(image / "bin/python"),
             PHOENIX_INSTALLER=args.installer,
-            UV_NO_INDEX="1", UV_FIND_LINKS=str(wheels), PIP_NO_INDEX="1",
-            PIP_FIND_LINKS=str(wheels),
-        )  # fmt: skip
+            **local_only_env(wheels),
+        )
         specs = []
         for i in range(args.nodes):
             repo = node_repo(base / "repos", f"bench-node-{i}", requirements=f"phx-bench-{i}\n")

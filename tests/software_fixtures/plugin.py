@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.core.layout import Layout
-from tests.software_fixtures.wheels import build_wheel
+from tests.software_fixtures.wheels import build_wheel, local_only_env
 
 #: what the fake image ships (the guard must keep these)
 IMAGE_DISTS = {
@@ -62,15 +62,12 @@ def image_python(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> 
 def software_env(monkeypatch: pytest.MonkeyPatch, image_python: Path, wheelhouse: Path) -> Path:
     """Point Phoenix at the image Python and the local wheel folder (no network)."""
     monkeypatch.setenv("PHOENIX_BASE_PYTHON", str(image_python))
-    for var, value in {
-        "UV_NO_INDEX": "1",
-        "UV_FIND_LINKS": str(wheelhouse),
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(wheelhouse),
-        "UV_NO_PROGRESS": "1",
-    }.items():
+    for var, value in {**local_only_env(wheelhouse), "UV_NO_PROGRESS": "1"}.items():
         monkeypatch.setenv(var, value)
-    for var in ("PIP_CONSTRAINT", "UV_CONSTRAINT", "PHOENIX_INSTALLER"):
+    for var in (
+        "PIP_CONSTRAINT", "UV_CONSTRAINT", "PHOENIX_INSTALLER",
+        "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL",
+    ):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
     return image_python
 

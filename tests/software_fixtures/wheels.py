@@ -51,3 +51,19 @@ def build_wheel(folder: Path, name: str, version: str, requires: Sequence[str] =
             zf.writestr(path, data)
     tmp.replace(target)
     return target
+
+
+def local_only_env(folder: Path) -> dict[str, str]:
+    """Installer variables that make ``folder`` the only source of packages, for pip and uv.
+
+    uv has no ``UV_NO_INDEX`` variable (``uv pip install --help`` lists none), so an unknown
+    package would still be fetched from PyPI: its default index becomes an empty local one.
+    """
+    empty = folder.parent / f"{folder.name}-empty-index"
+    empty.mkdir(exist_ok=True)
+    return {
+        "UV_DEFAULT_INDEX": empty.as_uri(),
+        "UV_FIND_LINKS": str(folder),
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(folder),
+    }
