@@ -10,9 +10,9 @@ from provisioner.core.errors import InstallError, PhoenixError
 from provisioner.core.fsio import read_text_file
 from provisioner.core.requirements import parse_requirements_file
 from provisioner.plan.change import Change, ItemResult
-from provisioner.plan.comfyui import ITEM_ID, KIND, Target, wanted_requirements
+from provisioner.plan.comfyui import ITEM_ID, KIND, Target
 from provisioner.software import gitops, pyenv
-from provisioner.software.guard import guarded_install
+from provisioner.software.guard import guarded_install, left_out_note
 
 
 def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
@@ -47,16 +47,18 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
                 before = pyenv.installed_distributions(python)
                 outcome = guarded_install(
                     python,
-                    # a guarded one the image lacks (torchaudio) is left out, as at build
-                    wanted_requirements(parsed.requirements, before.versions()),
+                    parsed.requirements,
                     # -r/-e lines pip must read itself: then the file goes as it is
                     requirements_file=req_file if parsed.opaque else None,
                     what="ComfyUI requirements",
                     staging=ctx.layout.staging,
                     before=before,
+                    # a guarded one the image lacks (torchaudio) is left out, as at build
+                    leave_out_absent=True,
                 )
                 if outcome.ran:
                     message += f", installed {len(outcome.installed)} requirement(s)"
+                message += left_out_note(outcome.left_out)
         except PhoenixError as exc:
             ctx.log.error("comfyui: %s", exc.render())
             results.append(ItemResult(ITEM_ID, KIND, False, exc.render(), tgt.required))

@@ -29,7 +29,7 @@ from provisioner.plan.nodes import (
     why_pending,
 )
 from provisioner.software import gitops, proc, pyenv
-from provisioner.software.guard import guarded_install
+from provisioner.software.guard import guarded_install, left_out_note
 from provisioner.state.store import NodeRecord
 
 INSTALL_PY_TIMEOUT = 900.0
@@ -72,12 +72,17 @@ def finish_node(node: DesiredNode, co: gitops.Checkout, ctx: ApplyContext) -> st
                 requirements_file=dest / "requirements.txt",
                 what=what,
                 staging=layout.staging,
+                # ComfyUI's rule: a guarded package the image lacks (torchaudio) is not fetched
+                leave_out_absent=True,
             )
         except PhoenixError:
             ctx.store.put_node(record)  # the checkout is in place; requirements retried next run
             raise
         if outcome.ran:
             notes.append(f"installed {len(outcome.installed)} requirement(s)")
+        if outcome.left_out:
+            ctx.log.warning("%s%s", what, left_out_note(outcome.left_out))
+            notes.append(f"left out {', '.join(outcome.left_out)}")
     script = dest / "install.py"
     rerun_script = co.changed or old is None or old.commit != co.commit
     if script.is_file() and rerun_script:

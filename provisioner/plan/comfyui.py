@@ -9,21 +9,18 @@ what is missing. ComfyUI runs with the workspace venv's interpreter (:func:`comf
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from packaging.utils import canonicalize_name
 
 from provisioner.core.config import Versions
 from provisioner.core.errors import GitError
 from provisioner.core.layout import Layout
-from provisioner.core.requirements import check, parse_requirement, parse_requirements_file
+from provisioner.core.requirements import parse_requirements_file
 from provisioner.manifest.desired import DesiredState
 from provisioner.plan.change import Change
 from provisioner.plan.context import ObserveContext
 from provisioner.software import gitops, pyenv
-from provisioner.software.guard import is_guarded
+from provisioner.software.guard import unmet
 
 KIND = "comfyui"
 ITEM_ID = "comfyui"
@@ -75,22 +72,6 @@ class ComfyFacts:
     unsatisfied: tuple[str, ...]
 
 
-def wanted_requirements(requirements: Sequence[str], installed: Mapping[str, str]) -> list[str]:
-    """ComfyUI's requirements less guarded ones that are not installed (pure).
-
-    Real ComfyUI lists torchaudio; the image has none and must not get one from PyPI (it pins
-    its own torch; docker/constraints.py leaves it out at build), so asking for it would fail
-    every start: ComfyUI's audio nodes are unavailable instead (docs/image.md).
-    """
-    kept = []
-    for req in requirements:
-        name = canonicalize_name(parse_requirement(req).name)
-        if is_guarded(name) and name not in installed:
-            continue
-        kept.append(req)
-    return kept
-
-
 def _unsatisfied(path: Path, layout: Layout) -> tuple[str, ...]:
     try:
         text = (path / "requirements.txt").read_text(encoding="utf-8")
@@ -99,13 +80,7 @@ def _unsatisfied(path: Path, layout: Layout) -> tuple[str, ...]:
     parsed = parse_requirements_file(text)
     if not parsed.requirements:
         return ()
-    dists = pyenv.installed_distributions(pyenv.target_python(layout))
-    versions = dists.versions()
-    return tuple(
-        r
-        for r in wanted_requirements(parsed.requirements, versions)
-        if not check(parse_requirement(r), versions, dists.marker_env).satisfied
-    )
+    return unmet(parsed.requirements, pyenv.installed_distributions(pyenv.target_python(layout)))
 
 
 def observe(desired: DesiredState, ctx: ObserveContext) -> ComfyFacts:

@@ -6,11 +6,12 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provisioner.core.requirements import check, parse_requirement, parse_requirements_file
+from provisioner.core.requirements import parse_requirements_file
 from provisioner.manifest.desired import DesiredNode, DesiredState
 from provisioner.plan.change import Change
 from provisioner.plan.context import ObserveContext
 from provisioner.software import gitops, pyenv
+from provisioner.software.guard import unmet
 from provisioner.state.store import NodeRecord
 
 KIND = "node"
@@ -53,13 +54,7 @@ def _unsatisfied(node_dir: Path, dists: pyenv.Distributions | None) -> tuple[str
         text = (node_dir / "requirements.txt").read_text(encoding="utf-8")
     except (FileNotFoundError, UnicodeDecodeError):
         return ()
-    versions = dists.versions()
-    parsed = parse_requirements_file(text)
-    return tuple(
-        r
-        for r in parsed.requirements
-        if not check(parse_requirement(r), versions, dists.marker_env).satisfied
-    )
+    return unmet(parse_requirements_file(text).requirements, dists)
 
 
 def observe_node(

@@ -46,6 +46,48 @@ def is_guarded(name: str) -> bool:
     return key in GUARDED_NAMES or key.startswith("nvidia-")
 
 
+def absent_guarded(requirements: Sequence[str], installed: Mapping[str, str]) -> list[str]:
+    """The requirements that name a guarded package the environment lacks (pure).
+
+    Real ComfyUI and many custom nodes list torchaudio; the image has none and must not get one
+    from PyPI (a wheel there pins a torch of its own; docker/constraints.py leaves it out at
+    build), so asking for it fails every start. Callers installing ComfyUI's or a node's own
+    requirements leave these out and say so; a package the user asks for by name is not.
+    """
+    return [
+        req
+        for req in requirements
+        if is_guarded(name := canonicalize_name(parse_requirement(req).name))
+        and name not in installed
+    ]
+
+
+def unmet(requirements: Sequence[str], dists: pyenv.Distributions) -> tuple[str, ...]:
+    """The requirements ``dists`` does not satisfy, less those apply leaves out (pure).
+
+    What a plan reports as pending for ComfyUI's or a node's ``requirements.txt``: a guarded
+    package the image lacks (:func:`absent_guarded`) is never installed, so it is never pending.
+    """
+    versions = dists.versions()
+    left_out = absent_guarded(requirements, versions)
+    return tuple(
+        r
+        for r in requirements
+        if r not in left_out
+        and not check(parse_requirement(r), versions, dists.marker_env).satisfied
+    )
+
+
+def left_out_note(left_out: Sequence[str]) -> str:
+    """The summary words for requirements :func:`absent_guarded` left out ('' when none)."""
+    if not left_out:
+        return ""
+    return (
+        f"; left out {', '.join(left_out)}: guarded and not in the image (a PyPI wheel would "
+        "replace its torch), so features that import it are unavailable"
+    )
+
+
 @dataclass(frozen=True)
 class Guard:
     """The pins, plus the image's own constraint lines and sources merged into one file."""
@@ -160,6 +202,8 @@ class InstallOutcome:
     installed: tuple[str, ...]
     skipped: tuple[str, ...]
     after: pyenv.Distributions
+    #: guarded requirements the environment lacks, not installed (``leave_out_absent``)
+    left_out: tuple[str, ...] = ()
 
 
 def guarded_install(
@@ -170,10 +214,14 @@ def guarded_install(
     requirements_file: Path | None = None,
     staging: Path,
     before: pyenv.Distributions | None = None,
+    leave_out_absent: bool = False,
 ) -> InstallOutcome:
     """Install what of ``requirements`` (and ``requirements_file``) is missing, through the guard.
 
-    Already-satisfied requirements are skipped; when nothing is missing no installer runs.
+    Already-satisfied requirements are skipped; when nothing is missing no installer runs. With
+    ``leave_out_absent`` a guarded package the environment lacks is left out
+    (:func:`absent_guarded`) rather than fetched; a file pip must read itself (``-r``/``-e``
+    lines) still goes whole, so only ``requirements`` can leave things out then.
     Raises :class:`GuardError` (a pin would move) or :class:`InstallError` naming ``what``.
     """
     before = before or pyenv.installed_distributions(python)
@@ -190,14 +238,18 @@ def guarded_install(
         parsed = parse_requirements_file(text)
         reqs += list(parsed.requirements)
         opaque = parsed.opaque
-    check_direct(reqs, guard, before.marker_env, what)
     versions = before.versions()
+    # an opaque file goes to the installer whole: only the explicit list can leave things out
+    own = list(requirements) if opaque else reqs
+    left_out = tuple(absent_guarded(own, versions)) if leave_out_absent else ()
+    reqs = [r for r in reqs if r not in left_out]
+    check_direct(reqs, guard, before.marker_env, what)
     missing = [
         r for r in reqs if not check(parse_requirement(r), versions, before.marker_env).satisfied
     ]
     skipped = tuple(r for r in reqs if r not in missing)
     if not missing and not opaque:
-        return InstallOutcome(False, (), skipped, before)
+        return InstallOutcome(False, (), skipped, before, left_out)
     staging.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="guard-", dir=staging) as tmp:
         constraints = Path(tmp) / "constraints.txt"
@@ -235,7 +287,7 @@ def guarded_install(
     if problems:
         _roll_back(python, before, after)
         raise GuardError("; ".join(problems) + " (rolled back)", where=what, hint=HINT)
-    return InstallOutcome(True, tuple(missing) + opaque, skipped, after)
+    return InstallOutcome(True, tuple(missing) + opaque, skipped, after, left_out)
 
 
 def _roll_back(python: Path, before: pyenv.Distributions, after: pyenv.Distributions) -> None:

@@ -12,6 +12,7 @@ from provisioner.manifest.models import ComfyUIConfig, Manifest
 from provisioner.plan import comfyui as comfyui_plan
 from provisioner.plan.change import Change
 from provisioner.software import proc, pyenv
+from provisioner.software.guard import absent_guarded
 from provisioner.state.store import load_state
 from tests.software_fixtures.gitrepo import Repo
 from tests.software_fixtures.helpers import apply_ctx, observe_ctx, versions
@@ -150,15 +151,15 @@ def test_guarded_requirement_the_image_lacks_is_left_out(
     desired = desired_at(checkout)
     results = comfyui.apply(plan(desired, sw_layout, vers), apply_ctx(sw_layout, vers))
     assert results[0].ok, results[0].message
+    assert "left out torchaudio: guarded and not in the image" in results[0].message
     dists = pyenv.installed_distributions(comfyui_plan.comfy_python(sw_layout))
     assert "phx-gamma" in dists.dists and "torchaudio" not in dists.dists
     assert [c.action for c in plan(desired, sw_layout, vers)] == ["unchanged"]
 
 
-def test_wanted_requirements_drops_only_absent_guarded_names() -> None:
+def test_absent_guarded_names_only_guarded_packages_the_environment_lacks() -> None:
     reqs = ["torch>=2", "torchaudio", "nvidia-cudnn-cu12", "numpy<2", "Torch_Vision"]
-    assert comfyui_plan.wanted_requirements(reqs, {"torch": "2.7.0", "torchvision": "0.22"}) == [
-        "torch>=2",
-        "numpy<2",
-        "Torch_Vision",
+    assert absent_guarded(reqs, {"torch": "2.7.0", "torchvision": "0.22"}) == [
+        "torchaudio",
+        "nvidia-cudnn-cu12",
     ]

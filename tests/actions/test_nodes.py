@@ -111,6 +111,25 @@ def test_torch_pin_fails_alone_and_torch_is_unchanged(
     assert [c.action for c in plan(desired, sw_layout)] == ["unchanged", "update", "unchanged"]
 
 
+def test_guarded_requirement_the_image_lacks_is_left_out_and_said(
+    software_env: Path, sw_layout: Layout, sw_repos: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Many nodes list torchaudio, as ComfyUI does; the image has none, and asking PyPI for one
+    # would fail the node (its wheel pins a torch of its own). A user's own package is not
+    # left out: tests/actions/test_packages.py.
+    repo = node_repo(sw_repos, "audio-node", requirements="torchaudio\nphx-gamma==0.5\n")
+    desired = desired_nodes(NodeSpec(url=repo.url, ref="main"))
+    with caplog.at_level("WARNING"):
+        (result,) = run_apply(desired, sw_layout)
+    assert result.ok, result.message
+    assert "left out torchaudio" in result.message
+    assert "node audio-node; left out torchaudio: guarded and not in the image" in caplog.text
+    versions = installed(sw_layout)
+    assert versions["phx-gamma"] == "0.5" and "torchaudio" not in versions
+    assert versions["torch"] == "2.13.0"
+    assert [c.action for c in plan(desired, sw_layout)] == ["unchanged"]
+
+
 def test_transitive_torch_conflict_is_rolled_back(
     software_env: Path, sw_layout: Layout, sw_repos: Path, monkeypatch
 ) -> None:

@@ -85,6 +85,22 @@ def test_guard_conflict_fails_that_package_only(software_env: Path, sw_layout: L
     assert versions["torch"] == "2.13.0" and versions["phx-gamma"] == "0.5"
 
 
+def test_a_guarded_package_asked_for_by_name_is_tried_not_left_out(
+    software_env: Path, sw_layout: Layout
+) -> None:
+    # Nodes' and ComfyUI's own torchaudio is left out (test_nodes.py); one the user names in
+    # python_packages is theirs to ask for: it is tried, and fails as that package alone.
+    desired = desired_nodes(packages=["torchaudio", "phx-gamma"])
+    results = {r.id: r for r in packages.apply(plan(desired, sw_layout), apply_ctx(sw_layout))}
+    # the local wheel folder has no torchaudio: the installer was asked, and said so
+    assert not results["pkg:torchaudio"].ok
+    assert "torchaudio" in results["pkg:torchaudio"].message
+    assert "left out" not in results["pkg:torchaudio"].message
+    assert results["pkg:phx-gamma"].ok
+    versions = pyenv.installed_distributions(pyenv.venv_python(sw_layout)).versions()
+    assert "torchaudio" not in versions and versions["torch"] == "2.13.0"
+
+
 def test_upgrade_is_an_update(software_env: Path, sw_layout: Layout) -> None:
     assert all(
         r.ok for r in packages.apply(plan(desired_nodes(packages=["phx-alpha==1.0"]), sw_layout),
