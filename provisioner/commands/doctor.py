@@ -29,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
     desired, _secrets = default_load(args.manifest or env.get("PHOENIX_MANIFEST"), env)
     manifest = desired.manifest
     root = Path(args.root or env.get("PHOENIX_ROOT") or manifest.storage.root)
-    report = doctor_report(manifest, root, env, python=default_comfy_python(Layout(root)))
+    report = doctor_report(
+        manifest, root, env,
+        python=default_comfy_python(Layout(root)), variants=desired.variants,
+    )  # fmt: skip
     text = json.dumps(report, indent=2, sort_keys=True) if args.json else render_doctor(report)
     print(redact(text))
     return 1 if report["torch_arch_check"]["ok"] is False else 0

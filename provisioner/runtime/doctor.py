@@ -5,14 +5,16 @@ Read-only: nothing here writes, launches or downloads.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from provisioner import __version__
 from provisioner.core.errors import GPUError
 from provisioner.core.layout import Layout
+from provisioner.manifest.desired import VariantChoice
 from provisioner.manifest.models import Manifest
+from provisioner.manifest.variants import launch_weights
 from provisioner.runtime import filebrowser, storage
 from provisioner.runtime.cliargs import load_cli_spec
 from provisioner.runtime.flags import InstalledFeatures
@@ -29,8 +31,13 @@ def doctor_report(
     python: str,
     read_gpu: Callable[[], GpuFacts | None] = read_gpu_facts,
     probe: Callable[[str, bool], InstalledFeatures] = probe_features,
+    variants: Sequence[VariantChoice] = (),
 ) -> dict[str, Any]:
-    """Everything ``doctor`` shows, as data. Reads facts; changes nothing."""
+    """Everything ``doctor`` shows, as data. Reads facts; changes nothing.
+
+    ``variants`` are the profile variants chosen for this pod (``DesiredState.variants``): the
+    flags follow their weights exactly as ``phoenix run`` does (:func:`launch_weights`).
+    """
     gpu = read_gpu()
     features = probe(python, gpu is not None)
     arch: dict[str, Any] = {"checked": False, "ok": None, "message": "no GPU: nothing to check"}
@@ -45,9 +52,10 @@ def doctor_report(
                 arch = {"checked": True, "ok": False, "message": exc.render()}
     checkout = Path(manifest.comfyui.path)
     layout = Layout(root)
+    weights = launch_weights(variants)
     launch = launch_args(
         gpu, features, manifest.comfyui, layout, load_cli_spec(checkout),
-        layout.phoenix / "run" / "extra_model_paths.yaml",
+        layout.phoenix / "run" / "extra_model_paths.yaml", weights,
     )  # fmt: skip
     report = storage.assess_storage(
         manifest.storage.mode,
@@ -70,7 +78,12 @@ def doctor_report(
             "sageattention": features.sageattention,
             "xformers": features.xformers,
         },
+        "variants": [
+            {"repo": v.repo, "variant": v.variant, "weights": v.weights, "reason": v.reason}
+            for v in variants
+        ],
         "flags": {
+            "weights": weights,
             "args": list(launch.args),
             "reasons": [{"flag": r.flag, "reason": r.reason} for r in launch.choice.reasons],
             "dropped": list(launch.dropped),
@@ -123,6 +136,8 @@ def render_doctor(report: dict[str, Any]) -> str:
     lines.append("packages:")
     packages = report["packages"]
     lines += [f"  {k:16} {_package_text(k, v, packages)}" for k, v in packages.items()]
+    for v in report["variants"]:
+        lines.append(f"variant: {v['repo']} {v['variant']} ({v['weights']}): {v['reason']}")
     lines.append("ComfyUI flags: " + " ".join(report["flags"]["args"]))
     lines += [f"  {r['flag'] or '(none)'}: {r['reason']}" for r in report["flags"]["reasons"]]
     lines += [f"  dropped: {d}" for d in report["flags"]["dropped"]]

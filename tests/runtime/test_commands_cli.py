@@ -43,6 +43,28 @@ def test_doctor_json(tmp_path: Path) -> None:
     assert "None" not in text.stdout, text.stdout
 
 
+def test_doctor_flags_follow_the_variant_chosen_for_the_vram(tmp_path: Path) -> None:
+    # FLUX.2-dev on 32 GiB (an RTX 5090): the profile picks fp8, so no --bf16-unet is chosen,
+    # exactly as phoenix run would launch (here with no GPU: CPU mode, and the variant named)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        f"version: 1\ncomfyui: {{path: '{FIXTURES / 'fake_comfyui'}'}}\n"
+        "models:\n  - hf: black-forest-labs/FLUX.2-dev\n"
+    )
+    env = {"HOME": str(tmp_path), "PHOENIX_VRAM_GIB": "32"}
+    done = _phoenix(
+        "doctor", "--json", "--manifest", str(manifest), "--root", str(tmp_path), env=env
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [(v["repo"], v["weights"]) for v in report["variants"]] == [
+        ("black-forest-labs/FLUX.2-dev", "fp8")
+    ]
+    assert report["flags"]["weights"] == "fp8"
+    text = _phoenix("doctor", "--manifest", str(manifest), "--root", str(tmp_path), env=env)
+    assert "variant: black-forest-labs/FLUX.2-dev fp8 (fp8)" in text.stdout, text.stdout
+
+
 def test_cleanup_dry_run_and_run(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     (root / "output").mkdir(parents=True)

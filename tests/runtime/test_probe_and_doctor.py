@@ -11,6 +11,7 @@ import pytest
 
 from provisioner.commands import cleanup as cleanup_cmd
 from provisioner.core.layout import Layout
+from provisioner.manifest.desired import VariantChoice
 from provisioner.manifest.models import ComfyUIConfig, Manifest, Storage
 from provisioner.runtime.cliargs import parse_cli_spec
 from provisioner.runtime.doctor import doctor_report, render_doctor
@@ -90,6 +91,30 @@ def test_doctor_report_for_an_rtx5090_with_old_torch(tmp_path: Path) -> None:
     assert (
         "torch/GPU check: FAIL" in text and "RTX 5090" in text and "dropped: --normalvram" in text
     )
+
+
+def test_doctor_flags_follow_the_chosen_variant_like_run(tmp_path: Path) -> None:
+    # An fp8 or GGUF variant never gets --bf16-unet (ComfyUI would recast the weights); doctor
+    # must show the flags phoenix run would launch with, not those of a variant-less manifest.
+    manifest = Manifest(comfyui=ComfyUIConfig(path=str(FAKE)))
+    new_torch = InstalledFeatures(
+        torch="2.8.0", torch_cuda="12.8", torch_arch_list=("sm_90", "sm_120"), python="3.12"
+    )
+    fp8 = VariantChoice(
+        "black-forest-labs/FLUX.2-dev", "fp8", "fits 32 GiB", "profile", 24.0, "fp8", 1
+    )
+    report = doctor_report(
+        manifest, tmp_path, {}, python=sys.executable,
+        read_gpu=lambda: RTX5090, probe=lambda python, with_torch: new_torch, variants=[fp8],
+    )  # fmt: skip
+    assert report["flags"]["weights"] == "fp8"
+    assert not any(a.endswith("-unet") for a in report["flags"]["args"])
+    assert "variant: black-forest-labs/FLUX.2-dev fp8 (fp8): fits 32 GiB" in render_doctor(report)
+    plain = doctor_report(
+        manifest, tmp_path, {}, python=sys.executable,
+        read_gpu=lambda: RTX5090, probe=lambda python, with_torch: new_torch,
+    )  # fmt: skip
+    assert "--bf16-unet" in plain["flags"]["args"] and plain["variants"] == []
 
 
 def test_doctor_report_without_gpu(tmp_path: Path) -> None:
