@@ -9,6 +9,7 @@ from pathlib import Path
 from provisioner.core.config import load_versions
 from provisioner.generate.template import api_input, render_template
 from provisioner.manifest.envmap import ENV_VARS, EnvVar
+from provisioner.manifest.profiles import load_profile_file
 from tests.conftest import REPO, run_phoenix
 
 COMMITTED = REPO / "runpod" / "template.json"
@@ -115,3 +116,19 @@ def test_write_then_check_round_trips(tmp_path: Path) -> None:
     assert run_phoenix("template", "--write", str(target)).returncode == 0
     assert target.read_text(encoding="utf-8") == COMMITTED.read_text(encoding="utf-8")
     assert run_phoenix("template", "--check", str(target)).returncode == 0
+
+
+def test_readme_names_every_variant_with_its_vram_from_profiles_yaml() -> None:
+    # FLUX.2 and the other profiled models: the VRAM text follows profiles.yaml (no drift)
+    profiles = load_profile_file()
+    readme = render_template(ENV_VARS, load_versions())["readme"]
+    assert "FLUX.2-dev`: bf16 ≈ 100 GB from 64 GiB, fp8 ≈ 54 GB from 32 GiB" in readme
+    for repo, profile in profiles.profiles.items():
+        for name, variant in profile.variants.items():
+            line = next(li for li in readme.splitlines() if li.startswith(f"- `{repo}`"))
+            assert f"{name} " in line and f"from {variant.vram_gib:g} GiB" in line
+    data = profiles.model_dump()
+    first = next(p for p in data["profiles"].values() if p["variants"])
+    next(iter(first["variants"].values()))["vram_gib"] = 99
+    changed = type(profiles).model_validate(data)
+    assert "from 99 GiB" in render_template(ENV_VARS, load_versions(), profiles=changed)["readme"]

@@ -34,6 +34,22 @@ def profiles_markdown_table(profiles: Profiles) -> str:
     return "\n".join(lines) + "\n"
 
 
+def variant_summary(profiles: Profiles) -> list[str]:
+    """One line per profiled model: each variant's disk size and the VRAM it is offered from,
+    best first (what the RunPod template's readme says of models beyond the default)."""
+    lines = []
+    for repo, profile in profiles.profiles.items():
+        if not profile.variants:
+            continue  # a plain file list: the README's profile table has its files
+        parts = []
+        for name, variant in profile.variants.items():
+            exact = all(f.size_exact for f in variant.files)
+            size = f"{'' if exact else '≈ '}{variant.size / 1e9:.0f} GB"
+            parts.append(f"{name} {size} from {variant.vram_gib:g} GiB")
+        lines.append(f"`{repo}`: " + ", ".join(parts))
+    return lines
+
+
 def readme_block(profiles: Profiles | None = None) -> str:
     """The generated README block, between its markers."""
     return f"{BEGIN}\n{profiles_markdown_table(profiles or load_profile_file())}{END}"

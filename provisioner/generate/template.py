@@ -15,7 +15,9 @@ from typing import Any
 
 from provisioner import __version__
 from provisioner.core.config import Versions
+from provisioner.generate.profiles_table import variant_summary
 from provisioner.manifest.envmap import EnvVar
+from provisioner.manifest.profiles import Profiles, load_profile_file
 
 TEMPLATE_NAME = "Phoenix: ComfyUI + FLUX (RTX 5090 ready)"
 CONTAINER_DISK_GB = 150
@@ -44,7 +46,7 @@ def template_env(env_vars: Iterable[EnvVar]) -> list[dict[str, Any]]:
     ]
 
 
-def _readme(env_vars: Iterable[EnvVar], versions: Versions) -> str:
+def _readme(env_vars: Iterable[EnvVar], versions: Versions, profiles: Profiles) -> str:
     rows = []
     for entry in template_env(env_vars):
         default = f"`{entry['value']}`" if entry["value"] else "-"
@@ -60,6 +62,13 @@ def _readme(env_vars: Iterable[EnvVar], versions: Versions) -> str:
             "**VRAM and storage:** FLUX.1-dev in bf16 is about 24 GB of weights plus about 10 GB "
             f"of text encoders and VAE. Keep at least {CONTAINER_DISK_GB} GB of container disk. "
             "The RTX 5090 (32 GB) runs bf16; on 24 GB cards an fp8 manifest avoids offloading.",
+            "",
+            "**Larger models** (`HF_REPOS_TO_DOWNLOAD=<repo>`): Phoenix picks the first variant "
+            "whose VRAM fits the GPU (`variant: auto`; set `PHOENIX_VRAM_GIB` to plan for "
+            "another card) and stops before any download when none fits. Disk size, and the VRAM "
+            "each variant is offered from:",
+            "",
+            *(f"- {line}" for line in variant_summary(profiles)),
             "",
             "**Ports:** 8188 ComfyUI, 8080 FileBrowser, 8189 Phoenix health (`/healthz`).",
             "",
@@ -79,9 +88,13 @@ def _readme(env_vars: Iterable[EnvVar], versions: Versions) -> str:
 
 
 def render_template(
-    env_vars: Iterable[EnvVar], versions: Versions, image: str | None = None
+    env_vars: Iterable[EnvVar],
+    versions: Versions,
+    image: str | None = None,
+    profiles: Profiles | None = None,
 ) -> dict[str, Any]:
-    """The RunPod template as a JSON-ready dict (stable key order)."""
+    """The RunPod template as a JSON-ready dict (stable key order); ``profiles`` defaults to
+    manifests/profiles.yaml."""
     env_list = list(env_vars)
     return {
         "name": TEMPLATE_NAME,
@@ -91,7 +104,7 @@ def render_template(
         "volumeMountPath": VOLUME_MOUNT_PATH,
         "ports": PORTS,
         "env": template_env(env_list),
-        "readme": _readme(env_list, versions),
+        "readme": _readme(env_list, versions, profiles or load_profile_file()),
     }
 
 
