@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import emit  # noqa: E402
 from provisioner.sources.download import download  # noqa: E402
 from provisioner.sources.http import make_session  # noqa: E402
-from tests.sources.loopback import LoopbackHub, Served  # noqa: E402
+from tests.support.civitai import LoopbackHub, Served  # noqa: E402
 
 MiB = 1024 * 1024
 

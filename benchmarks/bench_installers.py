@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from provisioner.core.requirements import check, parse_requirement
 from provisioner.software import pyenv
-from tests.software_fixtures.wheels import build_wheel
+from tests.support.wheels import build_wheel
 
 
 def timed(argv: list[str]) -> float:

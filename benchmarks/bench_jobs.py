@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import emit  # noqa: E402
 from provisioner.sources.download import DownloadTask, download_all  # noqa: E402
 from provisioner.sources.http import make_session  # noqa: E402
-from tests.sources.loopback import LoopbackHub, Served  # noqa: E402
+from tests.support.civitai import LoopbackHub, Served  # noqa: E402
 
 MiB = 1024 * 1024
 

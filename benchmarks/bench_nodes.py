@@ -30,9 +30,10 @@ from provisioner.plan import nodes as nodes_plan
 from provisioner.plan.context import ObserveContext
 from provisioner.software import proc
 from provisioner.state.store import StateStore, load_state
-from tests.software_fixtures.gitrepo import node_repo
-from tests.software_fixtures.helpers import desired_nodes, versions
-from tests.software_fixtures.wheels import build_wheel, local_only_env
+from tests.support.contexts import versions
+from tests.support.desired import desired_nodes
+from tests.support.gitrepos import node_repo
+from tests.support.wheels import build_wheel, local_only_env
 
 
 def one_pass(desired, layout: Layout) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]

@@ -46,7 +46,7 @@ def setup(base: Path, files: int, size: int) -> tuple[Path, Path]:
     from provisioner.manifest.desired import request_key
     from provisioner.manifest.merge import load_desired
     from provisioner.state.store import ModelRecord, StateStore, file_record
-    from tests.fixtures.desired import with_comfyui
+    from tests.support.desired import with_comfyui
 
     root = base / "root"
     folder = root / "models" / "checkpoints"

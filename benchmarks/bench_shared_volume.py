@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import clean_env  # noqa: E402
-from tests.fixtures.desired import with_comfyui  # noqa: E402
-from tests.sources.loopback import LoopbackHub, Served  # noqa: E402
-from tests.sources.test_download import blob, sha  # noqa: E402
+from tests.support.civitai import LoopbackHub, Served  # noqa: E402
+from tests.support.cli import clean_env  # noqa: E402
+from tests.support.desired import with_comfyui  # noqa: E402
+from tests.support.downloads import blob, sha  # noqa: E402
 
 MiB = 1024 * 1024
 

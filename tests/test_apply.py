@@ -15,9 +15,9 @@ from provisioner.apply import apply_all
 from provisioner.core.config import load_versions
 from provisioner.core.layout import Layout
 from provisioner.plan.kinds import KIND_MODULES
-from tests.fixtures.desired import desired_from
-from tests.fixtures.hub import VAE_KEYS, safetensors_bytes
-from tests.sources.loopback import LoopbackHub, Served, running_hub
+from tests.support.civitai import LoopbackHub, Served, running_hub
+from tests.support.desired import desired_from
+from tests.support.safetensors import VAE_KEYS, safetensors_bytes
 
 HOLD = (
     "import sys, time\n"

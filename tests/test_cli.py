@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_env, run_phoenix
+from tests.support.cli import clean_env, run_phoenix
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 
 from provisioner.manifest.envmap import ENV_VARS
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 #: Variables of other programs that Phoenix reads or passes on, not Phoenix's own settings.
 FOREIGN = {

@@ -9,7 +9,7 @@ import pytest
 
 from provisioner.core.errors import GitError
 from provisioner.software import gitops, proc
-from tests.software_fixtures.gitrepo import Repo
+from tests.support.gitrepos import Repo
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.conftest import REPO
-from tests.layering import LAYERS, import_cycles, import_graph, layering_violations
+from tests.support.layering import LAYERS, import_cycles, import_graph, layering_violations
+from tests.support.paths import REPO
 
 PACKAGE = REPO / "provisioner"
 

@@ -18,7 +18,7 @@ from provisioner.state.lockfile import (
     lock_drift,
     write_lock,
 )
-from tests.fixtures.desired import FLUX_SET, desired_from
+from tests.support.desired import FLUX_SET, desired_from
 
 
 def _lock(**sections: object) -> str:

@@ -7,7 +7,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.conftest import REPO, clean_env
+from tests.support.cli import clean_env
+from tests.support.paths import REPO
 
 
 def test_wheel_installs_and_plans_outside_the_checkout(tmp_path: Path) -> None:

@@ -11,8 +11,6 @@ from provisioner.core.errors import InstallError
 from provisioner.core.layout import Layout
 from provisioner.software import guard, proc, pyenv
 
-pytest_plugins = ["tests.software_fixtures.plugin"]
-
 
 def test_venv_sees_the_image_torch_and_is_created_once(
     software_env: Path, sw_layout: Layout

@@ -12,7 +12,8 @@ import pytest
 from provisioner.generate.docs import README_BEGIN, README_END, readme_block
 from provisioner.generate.schema import schema_text
 from provisioner.manifest.merge import load_desired
-from tests.conftest import REPO, clean_env, run_phoenix
+from tests.support.cli import clean_env, run_phoenix
+from tests.support.paths import REPO
 
 
 @pytest.mark.parametrize("kind", ["manifest", "plan"])

@@ -32,15 +32,15 @@ from provisioner.software.snapshot import (
     render_manifest,
 )
 from provisioner.state.store import State
-from tests.software_fixtures.gitrepo import Repo, node_repo
-from tests.software_fixtures.helpers import apply_ctx, desired_of, observe_ctx, versions
-from tests.software_fixtures.wheels import build_wheel
+from tests.support.contexts import apply_ctx, observe_ctx, versions
+from tests.support.desired import desired_of
+from tests.support.gitrepos import Repo, node_repo
+from tests.support.paths import FIXTURES
+from tests.support.wheels import build_wheel
 
-pytest_plugins = ["tests.software_fixtures.plugin"]
-
-FIXTURES = Path(__file__).parent / "software_fixtures" / "snapshots"
-JSON_SNAPSHOT = FIXTURES / "2026-11-20_14-02-31_snapshot.json"
-YAML_SNAPSHOT = FIXTURES / "2026-11-20_14-05-10_snapshot.yaml"
+SNAPSHOTS = FIXTURES / "snapshots"
+JSON_SNAPSHOT = SNAPSHOTS / "2026-11-20_14-02-31_snapshot.json"
+YAML_SNAPSHOT = SNAPSHOTS / "2026-11-20_14-05-10_snapshot.yaml"
 
 
 def load(path: Path) -> Snapshot:

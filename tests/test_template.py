@@ -10,7 +10,8 @@ from provisioner.core.config import load_versions
 from provisioner.generate.template import api_input, render_template
 from provisioner.manifest.envmap import ENV_VARS, EnvVar
 from provisioner.manifest.profiles import load_profile_file
-from tests.conftest import REPO, run_phoenix
+from tests.support.cli import run_phoenix
+from tests.support.paths import REPO
 
 COMMITTED = REPO / "runpod" / "template.json"
 

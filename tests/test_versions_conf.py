@@ -128,7 +128,7 @@ def test_error_renders_as_one_compiler_style_line(tmp_path: Path) -> None:
 def test_cli_exits_1_with_file_and_line_for_a_bad_shipped_file(tmp_path: Path) -> None:
     """Through the real CLI (PHOENIX_HOME points at a copy with a short commit): exit 1, the
     compiler-style message, no traceback."""
-    from tests.conftest import clean_env, run_phoenix
+    from tests.support.cli import clean_env, run_phoenix
 
     (tmp_path / "config").mkdir()
     (tmp_path / "manifests").mkdir()  # what makes a folder a PHOENIX_HOME

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from provisioner.core.redact import forget_secrets
-from tests.sources.loopback import LoopbackHub, running_hub
+from tests.support.civitai import LoopbackHub, running_hub
 
 
 @pytest.fixture
@@ -16,9 +15,3 @@ def civitai(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHub]:
     for hub in running_hub():
         monkeypatch.setenv("CIVITAI_API_BASE", hub.api_base)
         yield hub
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_secrets() -> Iterator[None]:
-    yield
-    forget_secrets()

@@ -14,10 +14,8 @@ from provisioner.plan.change import Change
 from provisioner.software import proc, pyenv
 from provisioner.software.guard import absent_guarded
 from provisioner.state.store import load_state
-from tests.software_fixtures.gitrepo import Repo
-from tests.software_fixtures.helpers import apply_ctx, observe_ctx, versions
-
-pytest_plugins = ["tests.software_fixtures.plugin"]
+from tests.support.contexts import apply_ctx, observe_ctx, versions
+from tests.support.gitrepos import Repo
 
 
 def comfy_repo(base: Path) -> tuple[Repo, list[str]]:

@@ -22,9 +22,10 @@ from provisioner.state.lockfile import (
     write_lock,
 )
 from provisioner.state.store import load_state
-from tests.fixtures.desired import FLUX_SET, desired_from
-from tests.fixtures.hub import GATED_TOKEN, FluxHub, safetensors_bytes
-from tests.sources.loopback import LoopbackHub
+from tests.support.civitai import LoopbackHub
+from tests.support.desired import FLUX_SET, desired_from
+from tests.support.hub import GATED_TOKEN, FluxHub
+from tests.support.safetensors import safetensors_bytes
 
 FLUX = "black-forest-labs/FLUX.1-dev"
 

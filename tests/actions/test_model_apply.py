@@ -18,9 +18,10 @@ from provisioner.core.errors import DiskSpaceError, SourceError
 from provisioner.core.layout import Layout
 from provisioner.plan.build import build_plan
 from provisioner.state.store import StateStore, load_state
-from tests.fixtures.desired import FLUX_SET, desired_from
-from tests.fixtures.hub import GATED_TOKEN, LORA_KEYS, FluxHub, safetensors_bytes
-from tests.sources.loopback import LoopbackHub, Served
+from tests.support.civitai import LoopbackHub, Served
+from tests.support.desired import FLUX_SET, desired_from
+from tests.support.hub import GATED_TOKEN, FluxHub
+from tests.support.safetensors import LORA_KEYS, safetensors_bytes
 
 FLUX = "black-forest-labs/FLUX.1-dev"
 ENC = "comfyanonymous/flux_text_encoders"

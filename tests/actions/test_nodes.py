@@ -16,10 +16,9 @@ from provisioner.plan import nodes as nodes_plan
 from provisioner.plan.change import Change, ItemResult
 from provisioner.software import proc, pyenv
 from provisioner.state.store import load_state
-from tests.software_fixtures.gitrepo import Repo, node_repo
-from tests.software_fixtures.helpers import apply_ctx, desired_nodes, observe_ctx
-
-pytest_plugins = ["tests.software_fixtures.plugin"]
+from tests.support.contexts import apply_ctx, observe_ctx
+from tests.support.desired import desired_nodes
+from tests.support.gitrepos import Repo, node_repo
 
 
 def plan(desired: DesiredState, lay: Layout) -> list[Change]:

@@ -15,9 +15,8 @@ from provisioner.manifest.models import Manifest
 from provisioner.plan import packages as packages_plan
 from provisioner.software import proc, pyenv
 from provisioner.state.store import load_state
-from tests.software_fixtures.helpers import apply_ctx, desired_nodes, observe_ctx
-
-pytest_plugins = ["tests.software_fixtures.plugin"]
+from tests.support.contexts import apply_ctx, observe_ctx
+from tests.support.desired import desired_nodes
 
 
 def plan(desired: DesiredState, lay: Layout):  # type: ignore[no-untyped-def]

@@ -20,10 +20,8 @@ from provisioner.plan import kinds
 from provisioner.plan.render import render_text
 from provisioner.software import proc, pyenv
 from provisioner.state.store import StateStore
-from tests.software_fixtures.gitrepo import Repo, node_repo
-from tests.software_fixtures.helpers import versions
-
-pytest_plugins = ["tests.software_fixtures.plugin"]
+from tests.support.contexts import versions
+from tests.support.gitrepos import Repo, node_repo
 
 
 @pytest.fixture

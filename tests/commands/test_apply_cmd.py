@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, clean_env, run_phoenix
-from tests.fixtures.desired import with_comfyui
-from tests.fixtures.hub import GATED_TOKEN, LORA_KEYS, FluxHub, safetensors_bytes
-from tests.sources.loopback import LoopbackHub, running_hub
+from tests.support.civitai import LoopbackHub, running_hub
+from tests.support.cli import clean_env, run_phoenix
+from tests.support.desired import with_comfyui
+from tests.support.hub import GATED_TOKEN, FluxHub
+from tests.support.paths import REPO
+from tests.support.safetensors import LORA_KEYS, safetensors_bytes
 
 FLUX = "black-forest-labs/FLUX.1-dev"
 ENC = "comfyanonymous/flux_text_encoders"

@@ -17,10 +17,10 @@ import pytest
 
 from provisioner.sources.ranges import merge_ranges
 from provisioner.sources.segments import MIN_SEGMENTED_SIZE, PIECE_SIZE
-from tests.conftest import clean_env, run_phoenix
-from tests.fixtures.desired import with_comfyui
-from tests.fixtures.hub import safetensors_bytes
-from tests.sources.loopback import LoopbackHub, Served, running_hub
+from tests.support.civitai import LoopbackHub, Served, running_hub
+from tests.support.cli import clean_env, run_phoenix
+from tests.support.desired import with_comfyui
+from tests.support.safetensors import safetensors_bytes
 
 MiB = 1024 * 1024
 #: Per connection: each 16 MiB piece takes a quarter second, so the connections overlap.

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from provisioner.state.volume_lock import Lease
-from tests.conftest import REPO, clean_env
-from tests.fixtures.desired import with_comfyui
-from tests.sources.loopback import LoopbackHub, Served, running_hub
-from tests.sources.test_download import blob, sha
+from tests.support.civitai import LoopbackHub, Served, running_hub
+from tests.support.cli import clean_env
+from tests.support.desired import with_comfyui
+from tests.support.downloads import blob, sha
+from tests.support.paths import REPO
 
 MiB = 1024 * 1024
 #: The slow file: three of the engine's 4 MiB blocks, over ~4 s, so a kill lands mid-body.

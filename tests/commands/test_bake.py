@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, clean_env, run_phoenix
-from tests.fixtures.desired import with_comfyui
-from tests.fixtures.hub import LORA_KEYS, FluxHub, safetensors_bytes
-from tests.sources.loopback import LoopbackHub, running_hub
+from tests.support.civitai import LoopbackHub, running_hub
+from tests.support.cli import clean_env, run_phoenix
+from tests.support.desired import with_comfyui
+from tests.support.hub import FluxHub
+from tests.support.paths import REPO
+from tests.support.safetensors import LORA_KEYS, safetensors_bytes
+from tests.support.servers import free_port
 
 
 @pytest.fixture
@@ -28,12 +30,6 @@ def civitai() -> Iterator[LoopbackHub]:
 
 
 MANIFEST = "models:\n  - hf: black-forest-labs/FLUX.1-dev\n  - civitai: 618692\n"
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _truncate_mtimes(root: Path) -> int:
@@ -76,7 +72,7 @@ def _online(flux_hub: FluxHub, civitai: LoopbackHub) -> dict[str, str]:
 
 
 def _offline(root: Path) -> dict[str, str]:
-    dead = f"http://127.0.0.1:{_closed_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     return clean_env(
         PHOENIX_ROOT=str(root), HF_HUB_OFFLINE="1", HF_ENDPOINT=dead, CIVITAI_API_BASE=dead,
         PYTHONPATH=str(REPO),

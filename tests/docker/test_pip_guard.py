@@ -5,40 +5,18 @@ refused while one that accepts the installed torch installs. Wheels come from a 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import subprocess
 import sys
 import venv
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.support.wheels import build_wheel
+
 _PIP = (sys.executable, "-m", "pip")
 SCRIPT = Path(__file__).resolve().parents[2] / "docker" / "constraints.py"
-
-
-def _wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> None:
-    """A minimal, valid pure-Python wheel with one module."""
-    dist = f"{name.replace('-', '_')}-{version}"
-    files = {
-        f"{name.replace('-', '_')}/__init__.py": f"VERSION = {version!r}\n",
-        f"{dist}.dist-info/METADATA": "Metadata-Version: 2.1\n"
-        f"Name: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires),
-        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\n"
-        "Root-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record_lines = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record_lines.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    record_lines.append(f"{dist}.dist-info/RECORD,,")
-    files[f"{dist}.dist-info/RECORD"] = "\n".join(record_lines) + "\n"
-    with zipfile.ZipFile(folder / f"{dist}-py3-none-any.whl", "w") as zf:
-        for path, text in files.items():
-            zf.writestr(path, text)
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +25,12 @@ def image_like(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, di
     root = tmp_path_factory.mktemp("guard")
     wheels = root / "wheels"
     wheels.mkdir()
-    _wheel(wheels, "torch", "2.7.0")
-    _wheel(wheels, "torch", "2.9.0")
-    _wheel(wheels, "wants-new-torch", "1.0", ("torch>=2.9",))
-    _wheel(wheels, "any-torch-node", "1.0", ("torch>=2.0",))
-    _wheel(wheels, "transformers", "4.57.1")
-    _wheel(wheels, "transformers", "4.99.0")
+    build_wheel(wheels, "torch", "2.7.0")
+    build_wheel(wheels, "torch", "2.9.0")
+    build_wheel(wheels, "wants-new-torch", "1.0", ("torch>=2.9",))
+    build_wheel(wheels, "any-torch-node", "1.0", ("torch>=2.0",))
+    build_wheel(wheels, "transformers", "4.57.1")
+    build_wheel(wheels, "transformers", "4.99.0")
     env_dir = root / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)  # pip runs from the test's own interpreter
     python = env_dir / "bin" / "python"

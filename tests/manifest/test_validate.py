@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 
 from provisioner.manifest.models import Manifest
 from provisioner.manifest.validate import manifest_schema
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 BASES = [
     YAML(typ="safe").load(p.read_text())

@@ -17,7 +17,7 @@ from provisioner.manifest.variants import (
     launch_weights,
     vram_from_env,
 )
-from tests.conftest import clean_env, run_phoenix
+from tests.support.cli import clean_env, run_phoenix
 
 FLUX2 = "black-forest-labs/FLUX.2-dev"
 KREA = "black-forest-labs/FLUX.1-Krea-dev"

@@ -18,7 +18,7 @@ from provisioner.manifest.desired import request_key
 from provisioner.manifest.merge import load_desired
 from provisioner.plan.build import build_plan
 from provisioner.state.store import ModelRecord, StateStore, file_record
-from tests.conftest import clean_env, run_phoenix
+from tests.support.cli import clean_env, run_phoenix
 
 FLUX_DESTS = {
     "models/diffusion_models/flux1-dev.safetensors",

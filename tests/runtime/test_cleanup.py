@@ -21,7 +21,7 @@ from provisioner.runtime.cleanup import (
     in_phoenix_image,
     run_cleanup,
 )
-from tests.runtime.conftest import REPO
+from tests.support.paths import REPO
 
 
 def _populate(root: Path, home: Path) -> Layout:

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from provisioner.runtime.cliargs import CliSpec, filter_args, load_cli_spec, parse_cli_spec
+from tests.support.paths import FIXTURES
 
-FAKE = Path(__file__).parents[1] / "fixtures" / "fake_comfyui"
-DATA = Path(__file__).parent / "data"
+FAKE = FIXTURES / "fake_comfyui"
+DATA = FIXTURES / "cli_flags"
 
 SOURCE = """
 import argparse

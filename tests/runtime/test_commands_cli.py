@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.conftest import FIXTURES, HF_TOKEN, REPO
+from tests.support.paths import FIXTURES, REPO
+from tests.support.pod import HF_TOKEN
 
 
 def _phoenix(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

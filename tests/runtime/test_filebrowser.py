@@ -16,8 +16,9 @@ from provisioner.runtime.filebrowser import (
     find_binary,
     generate_password,
 )
+from tests.support.paths import FIXTURES
 
-FAKE = Path(__file__).parents[1] / "fixtures" / "fake_filebrowser" / "filebrowser.py"
+FAKE = FIXTURES / "fake_filebrowser" / "filebrowser.py"
 
 
 def test_generated_password_is_long_and_random() -> None:

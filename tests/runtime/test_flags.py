@@ -15,8 +15,9 @@ from provisioner.runtime.flags import (
     emittable_flags,
 )
 from provisioner.runtime.gpu import GpuFacts
+from tests.support.paths import FIXTURES
 
-DATA = Path(__file__).parent / "data"
+DATA = FIXTURES / "cli_flags"
 MIB = 1024**2
 
 RTX5090 = GpuFacts("NVIDIA GeForce RTX 5090", (12, 0), 32607 * MIB, "575.57.08", "12.9")

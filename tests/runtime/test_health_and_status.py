@@ -15,7 +15,8 @@ from provisioner.core.errors import PhoenixError
 from provisioner.core.redact import forget_secrets, register_secret
 from provisioner.plan.change import ItemResult
 from provisioner.runtime.health import HealthServer, StatusBoard
-from tests.runtime.conftest import free_port, http_get
+from tests.support.pod import http_get
+from tests.support.servers import free_port
 
 
 class _Comfy(BaseHTTPRequestHandler):

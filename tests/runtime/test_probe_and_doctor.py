@@ -19,8 +19,9 @@ from provisioner.runtime.flags import InstalledFeatures
 from provisioner.runtime.gpu import GpuFacts
 from provisioner.runtime.launch import directory_args
 from provisioner.runtime.probe import comfyui_version, git_head, probe_features
+from tests.support.paths import FIXTURES
 
-FAKE = Path(__file__).parents[1] / "fixtures" / "fake_comfyui"
+FAKE = FIXTURES / "fake_comfyui"
 RTX5090 = GpuFacts("NVIDIA GeForce RTX 5090", (12, 0), 32 * 1024**3, "575.57.08", "12.9")
 
 

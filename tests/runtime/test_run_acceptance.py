@@ -15,16 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.hub import LORA_KEYS, safetensors_bytes
-from tests.runtime.conftest import (
-    CIVITAI_TOKEN,
-    FIXTURES,
-    HF_TOKEN,
-    REPO,
-    free_port,
-    group_members,
-    http_get,
-)
+from tests.support.gitrepos import Repo
+from tests.support.paths import FIXTURES, REPO
+from tests.support.pod import CIVITAI_TOKEN, HF_TOKEN, group_members, http_get
+from tests.support.safetensors import LORA_KEYS, safetensors_bytes
+from tests.support.servers import free_port
 
 TOKENS = (HF_TOKEN.encode(), CIVITAI_TOKEN.encode())
 
@@ -406,21 +401,7 @@ class _ModelServer:
 
 def _git_commit_all(checkout: Path) -> str:
     """Make the stand-in checkout a git repo at one commit (so the ComfyUI kind is unchanged)."""
-    env = {
-        "PATH": os.environ["PATH"], "HOME": str(checkout), "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e.invalid",
-        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e.invalid",
-    }  # fmt: skip
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=checkout, env=env, capture_output=True,
-                              text=True, check=True)  # fmt: skip
-        return done.stdout.strip()
-
-    git("init", "-q", "-b", "main")
-    git("add", "-A")
-    git("commit", "-qm", "stand-in ComfyUI")
-    return git("rev-parse", "HEAD")
+    return Repo(checkout).commit({}, "stand-in ComfyUI")
 
 
 def _files_under(*trees: Path) -> Iterator[Path]:

@@ -15,7 +15,7 @@ from provisioner.runtime.services import (
     ServiceSpec,
     Supervisor,
 )
-from tests.runtime.conftest import group_members
+from tests.support.pod import group_members
 
 ENV = {"PATH": os.environ["PATH"]}
 

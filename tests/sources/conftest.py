@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from provisioner.core.redact import forget_secrets
 from provisioner.sources.http import RetryPolicy, make_session
-from tests.sources.loopback import LoopbackHub, running_hub
+from tests.support.civitai import LoopbackHub, running_hub
 
 
 @pytest.fixture
@@ -50,9 +49,3 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 def staging(root: Path) -> Path:
     return root / ".phoenix" / "staging"
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_secrets() -> Iterator[None]:
-    yield
-    forget_secrets()

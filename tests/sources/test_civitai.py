@@ -20,7 +20,7 @@ from provisioner.sources.civitai import (
 )
 from provisioner.sources.download import download
 from provisioner.sources.http import RetryPolicy, attach_bearer
-from tests.sources.loopback import LoopbackHub, Status
+from tests.support.civitai import LoopbackHub, Status
 
 LORA = b"lora-bytes-" * 5000
 LORA_V2 = b"lora-v2-bytes-" * 5000

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -24,29 +23,13 @@ from provisioner.sources.download import (
 )
 from provisioner.sources.http import RetryPolicy, attach_bearer
 from provisioner.sources.progress import LogProgress
-from tests.sources.loopback import Drop, LoopbackHub, Served, Status
+from tests.support.civitai import Drop, LoopbackHub, Served, Status
+from tests.support.downloads import blob, leftovers, sha
+from tests.support.servers import free_port
 
 MiB = 1024 * 1024
 #: the ``get`` fixture: ``download(url, dest, sha256, **options)`` with staging and session bound
 Get = Callable[..., DownloadResult]
-
-
-def blob(size: int, seed: int = 0) -> bytes:
-    """Deterministic, incompressible-looking bytes."""
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 64
-        counter += 1
-    return bytes(out[:size])
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def leftovers(staging: Path) -> list[str]:
-    return sorted(p.name for p in staging.iterdir())
 
 
 @pytest.fixture
@@ -253,11 +236,7 @@ def test_retries_exhausted_keeps_the_part_for_a_resume(
 def test_connection_refused_is_retried_then_reported(
     root: Path, quick_retry: RetryPolicy, get: Get
 ) -> None:
-    import socket
-
-    with socket.socket() as s:  # a port with nobody listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens on it
     with pytest.raises(DownloadError, match="connection failed"):
         get(f"http://127.0.0.1:{port}/x", root / "x", None, retry=quick_retry)
 

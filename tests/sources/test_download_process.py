@@ -15,8 +15,8 @@ import pytest
 
 import provisioner
 from provisioner.sources.download import staging_name
-from tests.sources.loopback import LoopbackHub, Served
-from tests.sources.test_download import blob, sha
+from tests.support.civitai import LoopbackHub, Served
+from tests.support.downloads import blob, sha
 
 MiB = 1024 * 1024
 PACKAGE_ROOT = Path(provisioner.__file__).resolve().parents[1]

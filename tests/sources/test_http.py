@@ -19,7 +19,7 @@ from provisioner.sources.http import (
     make_session,
     parse_retry_after,
 )
-from tests.sources.loopback import LoopbackHub, Served, Status
+from tests.support.civitai import LoopbackHub, Served, Status
 
 
 def prepared(url: str, auth: requests.auth.AuthBase) -> requests.PreparedRequest:

@@ -32,7 +32,8 @@ from provisioner.sources.huggingface import (
     _transport_error,
 )
 from provisioner.sources.progress import LogProgress
-from tests.fixtures.hub import FluxHub, free_port
+from tests.support.hub import FluxHub
+from tests.support.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

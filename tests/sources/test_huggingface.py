@@ -10,7 +10,8 @@ import pytest
 from provisioner.core.errors import AuthError, IntegrityError, NotFoundError, SourceError
 from provisioner.core.redact import forget_secrets, redact
 from provisioner.sources.huggingface import HFClient, endpoint, license_page, matches
-from tests.fixtures.hub import GATED_TOKEN, FluxHub, free_port
+from tests.support.hub import GATED_TOKEN, FluxHub
+from tests.support.servers import free_port
 
 FLUX = "black-forest-labs/FLUX.1-dev"
 ENC = "comfyanonymous/flux_text_encoders"

@@ -18,7 +18,7 @@ from provisioner.sources.organizer import (
 )
 from provisioner.sources.placement import hash_file, link_or_copy, place
 from provisioner.sources.safetensors_header import read_header
-from tests.fixtures.hub import (
+from tests.support.safetensors import (
     CLIP_KEYS,
     FLUX_KEYS,
     LORA_KEYS,

@@ -17,8 +17,8 @@ from provisioner.sources.download import DownloadResult, download, staging_name
 from provisioner.sources.http import HostScopedBearer, RetryPolicy
 from provisioner.sources.ranges import SegmentMap, done_prefix, merge_ranges, missing_ranges
 from provisioner.sources.segments import HostLimiter
-from tests.sources.loopback import Drop, LoopbackHub, Served, Status
-from tests.sources.test_download import blob, leftovers, sha
+from tests.support.civitai import Drop, LoopbackHub, Served, Status
+from tests.support.downloads import blob, leftovers, sha
 
 MiB = 1024 * 1024
 SIZE = 8 * MiB + 123  # eight 1 MiB pieces and a tail

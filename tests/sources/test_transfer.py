@@ -15,8 +15,8 @@ from provisioner.sources import download as download_module
 from provisioner.sources import segments, stream
 from provisioner.sources.download import download, staging_name
 from provisioner.sources.transfer import Writeback, pwrite_all
-from tests.sources.loopback import LoopbackHub, Served
-from tests.sources.test_download import blob, sha
+from tests.support.civitai import LoopbackHub, Served
+from tests.support.downloads import blob, sha
 
 MiB = 1024 * 1024
 #: Every pipe end a :class:`FailingWriteback` opened; the fixture closes them.

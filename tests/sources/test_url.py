@@ -13,7 +13,7 @@ from provisioner.core.errors import IntegrityError, SourceError
 from provisioner.manifest.models import URLModel
 from provisioner.sources.http import attach_bearer
 from provisioner.sources.url import download_url_file, resolve_url
-from tests.sources.loopback import LoopbackHub, Served
+from tests.support.civitai import LoopbackHub, Served
 
 DATA = b"upscaler-weights" * 4096
 

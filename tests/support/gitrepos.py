@@ -6,11 +6,13 @@ import os
 import subprocess
 from pathlib import Path
 
-_ENV = {
+#: A fixed identity and no system or user git config, so every test repo is the same anywhere.
+GIT_ENV = {
     "GIT_AUTHOR_NAME": "Phoenix Tests",
     "GIT_AUTHOR_EMAIL": "tests@phoenix.invalid",
     "GIT_COMMITTER_NAME": "Phoenix Tests",
     "GIT_COMMITTER_EMAIL": "tests@phoenix.invalid",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 
@@ -18,17 +20,17 @@ _ENV = {
 class Repo:
     """A non-bare repository at ``path`` with a ``main`` branch."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, branch: str = "main") -> None:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
-        self.git("init", "--quiet", "--initial-branch=main")
+        self.git("init", "--quiet", f"--initial-branch={branch}")
 
     @property
     def url(self) -> str:
         return self.path.as_uri()
 
     def git(self, *args: str) -> str:
-        env = {**os.environ, **_ENV}
+        env = {**os.environ, **GIT_ENV}
         return subprocess.run(
             ["git", *args], cwd=self.path, env=env, check=True, capture_output=True, text=True
         ).stdout.strip()
@@ -54,6 +56,11 @@ class Repo:
 
     def branch(self, name: str) -> None:
         self.git("branch", "--force", name)
+
+    def clone(self, dest: Path) -> Path:
+        """A plain ``git clone`` of this repository into ``dest``."""
+        self.git("clone", "--quiet", str(self.path), str(dest))
+        return dest
 
 
 def node_repo(base: Path, name: str, requirements: str | None = None, **extra: str) -> Repo:

@@ -1,4 +1,10 @@
-"""pytest fixtures for the software tests; test modules import the ones they use."""
+"""pytest fixtures for the software tests (ComfyUI, nodes, packages, guard, snapshots).
+
+Real things only: git repositories on disk reached through ``file://`` (tests/support/gitrepos.py),
+wheels built into a local folder and installed by the real uv/pip with ``--no-index``, and an
+"image" Python (a venv with a fake torch 2.13.0 and CUDA dists) under the workspace venv, like
+the NGC image's Python. Registered for the whole suite by tests/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.core.layout import Layout
-from tests.software_fixtures.wheels import build_wheel, local_only_env
+from tests.support.wheels import build_wheel, local_only_env
 
 #: what the fake image ships (the guard must keep these)
 IMAGE_DISTS = {

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.hub import QuietServer
+from tests.support.servers import QuietServer
 
 
 @dataclass(frozen=True)
