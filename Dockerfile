@@ -1,7 +1,7 @@
 # Phoenix: ComfyUI + FLUX for RunPod GPU pods (RTX 5090 / Blackwell ready).
 #
 # Every ARG default below equals the same key in config/versions.conf, the one source of truth
-# (tests/test_dockerfile.py fails when they drift), except the three source arguments
+# (tests/docker/test_dockerfile.py fails when they drift), except the three source arguments
 # BASE_IMAGE, FILEBROWSER_URL and PIP_INDEX_URL, whose defaults are the public sources built
 # from those keys. Build with the defaults:
 #   docker build -t phoenix .
@@ -21,7 +21,7 @@
 ARG NGC_PYTORCH_TAG=25.03-py3
 # BASE_IMAGE is the same image under another name (a mirror, a local stand-in); hadolint cannot
 # see through the variable, so DL3026 (trusted registries: nvcr.io) is checked by
-# tests/test_dockerfile.py instead, which requires this default to be the NGC tag.
+# tests/docker/test_dockerfile.py instead, which requires this default to be the NGC tag.
 ARG BASE_IMAGE=nvcr.io/nvidia/pytorch:${NGC_PYTORCH_TAG}
 # hadolint ignore=DL3026
 FROM ${BASE_IMAGE}

@@ -2,7 +2,7 @@
 
 Phoenix segmented (``connections=8``) against Phoenix on one stream and against
 ``aria2c -x8 -s8`` (Debian's aria2, the anchor), all in one run, from the tests' loopback server
-(``tests/sources/loopback.py``, ``sendfile`` paced per connection). Every method verifies the
+(``tests/support/civitai.py``, ``sendfile`` paced per connection). Every method verifies the
 SHA256 (aria2c with ``--checksum``, a pass after its transfer); Phoenix also fsyncs and places
 the file atomically, aria2c does not fsync. Also measured: what a second hashing pass over the
 finished file would cost (hashlib over the warm file), against hashing in order during the

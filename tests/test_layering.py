@@ -1,4 +1,6 @@
-"""The package layering of provisioner/ holds and its imports have no cycles (tests/layering.py)."""
+"""The package layering of provisioner/ holds and its imports have no cycles.
+
+The layers and the checker live in tests/support/layering.py."""
 
 from __future__ import annotations
 

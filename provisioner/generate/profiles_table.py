@@ -1,7 +1,7 @@
 """The README's table of profile variants, generated from manifests/profiles.yaml.
 
 Regenerate with ``python -m provisioner.generate.profiles_table --write README.md``;
-tests/test_schemas_and_docs.py fails when the committed table drifts from the profiles file.
+tests/generate/test_docs.py fails when the committed table drifts from the profiles file.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every flag comes with its reason, printed at start and reported by ``/status``. Flags that
 :func:`choose_flags` can emit must exist in ComfyUI's ``comfy/cli_args.py`` at the pinned
-commit (a test checks them against ``tests/runtime/data/comfyui_cli_flags.txt``).
+commit (a test checks them against ``tests/fixtures/cli_flags/comfyui_cli_flags.txt``).
 """
 
 from __future__ import annotations

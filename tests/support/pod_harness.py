@@ -1,4 +1,4 @@
-"""Runs ``run_pod`` as a real process for the acceptance tests (``python harness_run.py CFG``).
+"""Runs ``run_pod`` as a real process for the acceptance tests (``python pod_harness.py CFG``).
 
 The runtime's own behaviour (signals, restarts, cleanup, flags, secrets) is tested through it
 with the inputs under the test's control: the desired state comes straight from the JSON config
