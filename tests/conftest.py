@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from provisioner.core.redact import forget_secrets
+from tests.support.civitai import LoopbackHub, running_hub
 from tests.support.hub import FluxHub, build_flux_hub
 
 #: wheelhouse, image_python, software_env, sw_layout, sw_repos
@@ -23,6 +24,12 @@ def _forget_secrets() -> Iterator[None]:
 def flux_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FluxHub]:
     """olah serving FLUX-like mirrors behind a counting proxy; shared by the session."""
     yield from build_flux_hub(tmp_path_factory.mktemp("hub"))
+
+
+@pytest.fixture
+def civitai() -> Iterator[LoopbackHub]:
+    """A fresh Civitai-like API + CDN on loopback (CIVITAI_API_BASE is left alone)."""
+    yield from running_hub()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.civitai import LoopbackHub, running_hub
+from tests.support.civitai import LoopbackHub
 from tests.support.cli import clean_env, run_phoenix
 from tests.support.desired import with_comfyui
 from tests.support.hub import GATED_TOKEN, FluxHub
@@ -165,11 +165,6 @@ def test_concurrent_applies_on_one_root_fetch_each_file_once(
     assert len(waited) == 1
     assert f"(pid {first.pid} on host" in waited[0] or f"(pid {second.pid} on host" in waited[0]
     assert "0 done, 0 failed" in (out1 if waited[0] is err1 else out2)
-
-
-@pytest.fixture
-def civitai() -> Iterator[LoopbackHub]:
-    yield from running_hub()
 
 
 def test_planted_tokens_never_appear_anywhere(

@@ -10,24 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.support.civitai import LoopbackHub, running_hub
+from tests.support.civitai import LoopbackHub
 from tests.support.cli import clean_env, run_phoenix
 from tests.support.desired import with_comfyui
 from tests.support.hub import FluxHub
 from tests.support.paths import REPO
 from tests.support.safetensors import LORA_KEYS, safetensors_bytes
 from tests.support.servers import free_port
-
-
-@pytest.fixture
-def civitai() -> Iterator[LoopbackHub]:
-    yield from running_hub()
-
 
 MANIFEST = "models:\n  - hf: black-forest-labs/FLUX.1-dev\n  - civitai: 618692\n"
 
