@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from provisioner.core.config import Versions, load_versions
-from provisioner.core.errors import PhoenixError
+from provisioner.core.errors import PhoenixError, StateError
 from provisioner.core.fsio import atomic_write_text
 from provisioner.core.layout import Layout
 from provisioner.core.redact import redact, register_secret
@@ -155,6 +155,8 @@ def choose_storage(
 
 
 def _prepare_root(layout: Layout) -> None:
+    """Create the workspace folders; a root this user cannot write is a :class:`StateError`
+    (started as non-root, e.g. by Kubernetes' runAsUser, Phoenix chowns nothing)."""
     for path in (
         layout.root,
         layout.models,
@@ -167,7 +169,17 @@ def _prepare_root(layout: Layout) -> None:
         layout.staging,
         layout.phoenix / "run",
     ):
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except PermissionError as exc:
+            raise StateError(
+                f"cannot create {path} as uid {os.geteuid()}: {exc.strerror}",
+                where=f"workspace root {layout.root}",
+                hint="make the root writable by this user: on Kubernetes set the pod's "
+                "securityContext.fsGroup to its group (examples/kubernetes/deployment.yaml) on "
+                "a volume that honours fsGroup, or chown the volume's root to it once; or start "
+                "the container as root, and Phoenix gives the root to security.user",
+            ) from exc
 
 
 def run_pod(
