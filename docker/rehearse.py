@@ -752,6 +752,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--storage-driver", default="overlay", choices=("overlay", "vfs"))
     parser.add_argument("--target", help="build this Dockerfile stage (default: the last)")
     parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--bake",
+        action="store_true",
+        help="then bake a model into the image (docker/Dockerfile.bake) and start it offline",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print(
@@ -796,6 +801,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_checks(r, work / "run-inputs")
         # after the run, so the run-time token was planted before the layers are searched
         inspect_image(r, base)
+        if args.bake:
+            import rehearse_bake  # the bake rehearsal (docker/rehearse_bake.py)
+
+            rehearse_bake.run_bake(r)
     except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
         r.check("rehearsal ran to the end", False, f"{type(exc).__name__}: {exc}")
     finally:
