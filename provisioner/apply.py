@@ -73,12 +73,12 @@ def apply_all(
         check_lock(desired, locked)
         desired = apply_lock(desired, locked)
     logger = log or logging.getLogger("phoenix.apply")
-    with volume_lock(layout, on_wait=on_wait or logger.warning):
+    with volume_lock(layout, on_wait=on_wait or logger.warning) as volume:
         plan = build_plan(desired, layout, versions, verify=verify)
-        store = StateStore(layout)
+        store = StateStore(layout, guard=volume.check)
         ctx = ApplyContext(
             layout, store, versions, secrets, jobs=jobs, verify=verify, force=force,
-            prune=prune, lock=locked, log=logger,
+            prune=prune, lock=locked, guard=volume.check, log=logger,
             download_connections=desired.manifest.downloads.connections,
         )
         results: list[ItemResult] = []
@@ -87,6 +87,7 @@ def apply_all(
             changes = [c for c in changes if c.pending]
             if changes:
                 results.extend(applier(module.KIND)(changes, ctx))
+                volume.check()  # an item refused by the fence failed alone: stop them all
         after = build_plan(desired, layout, versions)
     acting = {"create", "update", "delete"} if prune else {"create", "update"}
     origins = {c.id: c.origin for c in plan.changes}

@@ -14,12 +14,15 @@ Its action module (``actions/nodes.py``, ``actions/model_apply.py``, ...; the ta
 
 ``apply`` re-checks each change before acting, records state through ``ctx.store`` after each
 success, and never raises for one item's failure (it returns a failed :class:`ItemResult`);
-only a failure that makes every other item pointless (disk full, volume lock) raises.
+only a failure that makes every other item pointless (disk full, volume lock) raises. Before each
+effect it calls ``ctx.guard()``; the orchestrator calls it again after each kind, so a lost
+volume lock stops the whole apply (:class:`~provisioner.core.errors.LockLostError`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +48,9 @@ class ApplyContext:
     force: bool = False
     prune: bool = False
     lock: Any = None
+    #: called before each effect (placement, git, install); raises to stop the apply there
+    #: (the volume lock's :meth:`~provisioner.state.volume_lock.VolumeLock.check`)
+    guard: Callable[[], None] = field(default=lambda: None)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("phoenix.apply"))
 
 

@@ -23,6 +23,7 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
             continue
         tgt: Target = change.item
         try:
+            ctx.guard()
             co = gitops.materialize(
                 tgt.repo,
                 tgt.ref,

@@ -298,6 +298,7 @@ def _remove_stale(previous: ModelRecord, keep: set[str], ctx: ApplyContext) -> l
     A file still named by another model, or changed on disk since it was placed (the user's
     now), stays; the paths left in place are returned.
     """
+    ctx.guard()
     root = ctx.layout.root
     named = {
         f.path

@@ -35,6 +35,7 @@ def obtain(job: FileJob, res: Resolved, runner: Runner) -> Placed:
             runner.claim(res.model.id, rel, job.sha256 or "", job.label)
             if dest.exists() and os.path.samefile(dest, twin):
                 return Placed(dest, job.sha256 or "", "present", 0)
+            runner.ctx.guard()
             how = link_or_copy(twin, dest, layout.staging)
             return Placed(dest, job.sha256 or "", how, 0)
         adopted = _adopt_existing(job, res, runner)
@@ -55,6 +56,9 @@ def obtain(job: FileJob, res: Resolved, runner: Runner) -> Placed:
         except BaseException:
             _tidy(staging)
             raise
+        # the volume lock is still ours, or the verified file stays staged, unplaced: the
+        # staging folder is then the new holder's to resume from or remove, not ours
+        runner.ctx.guard()
         try:
             folder = _folder(job, staged)
             dest, rel = destination(layout.root, folder, subdir, job.filename)

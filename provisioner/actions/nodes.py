@@ -36,6 +36,7 @@ INSTALL_PY_TIMEOUT = 900.0
 
 def checkout_node(node: DesiredNode, ctx: ApplyContext) -> gitops.Checkout:
     """The git part of installing a node (safe to run for several nodes in parallel)."""
+    ctx.guard()
     return gitops.materialize(
         node.spec.url,
         node.spec.ref,
@@ -52,6 +53,7 @@ def finish_node(node: DesiredNode, co: gitops.Checkout, ctx: ApplyContext) -> st
 
     Runs one node at a time (one environment). Raises a :class:`PhoenixError` naming the node.
     """
+    ctx.guard()
     layout = ctx.layout
     what = f"node {node.name}"
     dest = layout.custom_nodes / node.name
@@ -122,6 +124,7 @@ def remove_node(record: NodeRecord, ctx: ApplyContext) -> str:
     staging folder before it is deleted, so ComfyUI never loads half a node. Packages its
     requirements installed stay installed: other nodes may need them.
     """
+    ctx.guard()
     name = record.name
     dest = ctx.layout.custom_nodes / name
     facts = observe_dropped(name, ctx.layout.custom_nodes, record)

@@ -36,6 +36,7 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
     ]
     if not pending:
         return []
+    ctx.guard()
     python = pyenv.ensure_venv(ctx.layout)
     results: list[ItemResult] = []
     try:
@@ -52,6 +53,7 @@ def apply(changes: list[Change], ctx: ApplyContext) -> list[ItemResult]:
         return results
     for pkg in pending:
         try:
+            ctx.guard()
             one = guarded_install(
                 python, [pkg.requirement], what=pkg.id, staging=ctx.layout.staging
             )

@@ -40,6 +40,10 @@ class StateError(PhoenixError):
     """The workspace state or lock cannot be read or written."""
 
 
+class LockLostError(StateError):
+    """Another apply took this apply's volume lock over; this one stops before its next effect."""
+
+
 class LockFileError(PhoenixError):
     """The lock file is missing, invalid, or out of date with the manifest."""
 

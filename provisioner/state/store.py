@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -184,16 +185,25 @@ def load_state(layout: Layout) -> State:
 class StateStore:
     """Thread-safe writer of the state file; each update is persisted atomically at once."""
 
-    def __init__(self, layout: Layout, state: State | None = None) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        state: State | None = None,
+        *,
+        guard: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``guard`` runs before each write and raises to stop it (the volume lock's fence)."""
         self._layout = layout
         self._state = state if state is not None else load_state(layout)
         self._lock = threading.Lock()
+        self._guard = guard
 
     @property
     def state(self) -> State:
         return self._state
 
     def _save(self) -> None:
+        self._guard()
         self._layout.phoenix.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write_json(self._layout.state_file, self._state.to_json())
 

@@ -2,309 +2,188 @@
 
 Pods on one network volume (a RunPod network volume, a Kubernetes ReadWriteMany PVC) may run on
 different hosts, where a kernel ``flock`` is not shared (or not supported) by the network
-filesystem, and where a pid says nothing. So the lock is a *lease file*, ``.phoenix/lock``:
+filesystem, and where a pid says nothing. So the lock is a *lease file*, ``.phoenix/lock``
+(the record and its judge are :mod:`provisioner.state.lease`). Its rules:
 
 * **taken** by hard-linking a fully written temp file to that name (``link`` fails if the name
-  exists, atomically, on local filesystems and on NFS alike), so a reader never sees half a lease;
-* **held** by a heartbeat thread that rewrites the lease (temp file + rename) every
-  ``heartbeat_s``, after checking that it is still its own;
-* **released** by unlinking it, only if it is still its own.
+  exists, atomically, on local filesystems and on NFS alike), so a reader never sees half a
+  lease. Once there, the file is never rewritten: it names one holder (its random token) until
+  it is removed;
+* **renewed** in a file of the holder's own, ``lock.<token>.beat`` (temp file + rename, every
+  ``heartbeat_s``), which nobody else writes, so a late renewal can never overwrite the lease of
+  the next holder;
+* **removed**, by its holder (release) or by a waiter that judged it stale (take-over), only
+  by whoever first creates the *claim* ``lock.<token>.next`` (``link`` again: exactly one
+  wins), and only after re-reading that the lock still holds that token. Nobody else removes
+  or writes the name while it exists, so the re-read stays true until the removal: two
+  removers of one lease, and so two holders, cannot happen. A claim left by a claimant that
+  died is itself judged and removed the same way, one level up;
+* **fenced**: the holder checks before each effect of the apply (the guard
+  :meth:`VolumeLock.check`, and every heartbeat) that the lock still holds its token and that
+  nobody claimed it; if not, :class:`LockLostError` stops the apply before that effect. This
+  covers what no rule can exclude: a holder frozen past its lease (a stopped VM) that wakes
+  after another pod took over.
 
-A waiter judges the holder with :func:`judge` (pure): on the *same host* (hostname, boot id and
-pid namespace equal) a dead or reused pid frees the lease at once, so ``kill -9`` costs nothing;
-a holder on *another host* is presumed dead only when its lease expired by the wall clock **and**
-the waiter watched the file stay unchanged for two heartbeats of its own monotonic clock (so a
-skewed clock on either host cannot steal a live lease). Takeover renames the stale file aside
-and checks it moved what it judged; see docs/scale.md for why the lock covers a whole apply.
+A waiter judges the holder with :func:`judge`: on the *same host* (hostname, boot id and pid
+namespace equal) a dead or reused pid frees the lease at once, so ``kill -9`` costs nothing; a
+holder on *another host* is presumed dead only when its lease expired by the wall clock **and**
+the waiter watched it stay unchanged for two heartbeats of its own monotonic clock (so a skewed
+clock on either host cannot steal a live lease). docs/scale.md says why the lock covers a
+whole apply.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import json
 import logging
 import os
-import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
-from provisioner.core.errors import StateError
+from provisioner.core.errors import LockLostError, StateError
 from provisioner.core.layout import Layout
+from provisioner.state.lease import (
+    HEARTBEAT_S,
+    LEASE_S,
+    HostId,
+    Lease,
+    judge,
+    key_of,
+    new_lease,
+    pid_alive,
+    process_start,
+    renewed,
+    this_host,
+)
+from provisioner.state.lease_files import (
+    Claimer,
+    Watch,
+    beat_path,
+    claim_path,
+    link_new,
+    read_lease,
+    read_text,
+)
+
+__all__ = [
+    "HEARTBEAT_S",
+    "LEASE_S",
+    "HostId",
+    "Lease",
+    "VolumeLock",
+    "judge",
+    "process_start",
+    "read_lease",
+    "this_host",
+    "volume_lock",
+]
 
 log = logging.getLogger("phoenix.lock")
 
 #: How often a waiter repeats its message.
 REMIND_EVERY_S = 60.0
-#: A holder renews its lease this often...
-HEARTBEAT_S = 5.0
-#: ...and another host may presume it dead this long after the last renewal.
-LEASE_S = 30.0
-LEASE_VERSION = 1
-
-Verdict = Literal["live", "dead", "expired"]
 
 
-@dataclass(frozen=True)
-class HostId:
-    """What tells two holders apart: one kernel boot (``boot_id``), one hostname, one pid space.
-
-    Two containers on one node share the boot id but neither the hostname nor the pid
-    namespace; two pods on two nodes share neither boot id nor hostname.
-    """
-
-    hostname: str
-    boot_id: str
-    pid_ns: str
-
-
-def this_host() -> HostId:
-    """This process's :class:`HostId`.
-
-    From ``/proc/sys/kernel/random/boot_id`` and ``/proc/self/ns/pid``.
-    """
-    try:
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
-    except OSError:
-        boot_id = ""
-    try:
-        pid_ns = str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        pid_ns = ""
-    return HostId(socket.gethostname(), boot_id, pid_ns)
-
-
-def process_start(pid: int) -> str | None:
-    """The start time of ``pid`` (clock ticks since boot, ``/proc/<pid>/stat`` field 22), or None.
-
-    Together with the pid it names one process: a pid reused after a reboot or a wrap differs.
-    """
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    rest = raw.rsplit(")", 1)[-1].split()
-    return rest[19] if len(rest) > 19 else None
-
-
-@dataclass(frozen=True)
-class Lease:
-    """The content of ``.phoenix/lock`` while someone holds it (JSON on disk)."""
-
-    token: str
-    hostname: str
-    boot_id: str
-    pid_ns: str
-    pid: int
-    pid_start: str | None
-    acquired: float
-    renewed: float
-    lease_s: float
-    heartbeat_s: float
-
-    @property
-    def host(self) -> HostId:
-        return HostId(self.hostname, self.boot_id, self.pid_ns)
-
-    def describe(self, now: float) -> str:
-        """``pid 12 on host pod-a, renewed 3 s ago`` for messages."""
-        age = max(0.0, now - self.renewed)
-        return f"pid {self.pid} on host {self.hostname or '?'}, renewed {age:.0f} s ago"
-
-    def to_text(self) -> str:
-        return json.dumps({"version": LEASE_VERSION, **asdict(self)}, sort_keys=True) + "\n"
-
-    @classmethod
-    def parse(cls, text: str) -> Lease | None:
-        """The lease in ``text``, or None when it is not one (empty, an older format, garbage)."""
-        try:
-            data = json.loads(text)
-            if not isinstance(data, dict) or data.get("version") != LEASE_VERSION:
-                return None
-            lease = cls(
-                token=str(data["token"]),
-                hostname=str(data["hostname"]),
-                boot_id=str(data["boot_id"]),
-                pid_ns=str(data["pid_ns"]),
-                pid=int(data["pid"]),
-                pid_start=None if data.get("pid_start") is None else str(data["pid_start"]),
-                acquired=float(data["acquired"]),
-                renewed=float(data["renewed"]),
-                lease_s=float(data["lease_s"]),
-                heartbeat_s=float(data["heartbeat_s"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            return None
-        return lease if lease.lease_s > 0 and lease.heartbeat_s > 0 else None
-
-
-def judge(
-    lease: Lease,
-    me: HostId,
-    now: float,
-    *,
-    alive: Callable[[int], bool],
-    start_of: Callable[[int], str | None] = process_start,
-) -> Verdict:
-    """Is the holder of ``lease`` alive, seen from host ``me`` at wall time ``now``?
-
-    ``dead``: same host and the process is gone (or its pid now names another process).
-    ``expired``: another host, and the lease ran out by the wall clock; the caller must still
-    watch it stay unchanged before taking over (clocks of two hosts may disagree).
-    ``live``: anything else.
-    """
-    if lease.host == me and me.boot_id:
-        if not alive(lease.pid):
-            return "dead"
-        if lease.pid_start is not None and start_of(lease.pid) not in (None, lease.pid_start):
-            return "dead"
-        return "live"
-    if now - lease.renewed > lease.lease_s:
-        return "expired"
-    return "live"
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` exists in this pid namespace (signal 0 probes without sending)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    try:  # a zombie (killed, not yet reaped by its parent) holds nothing any more
-        state = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-        if state.rsplit(")", 1)[-1].split()[:1] == ["Z"]:
-            return False
-    except OSError:
-        pass
-    return pid > 0
-
-
-class _Holder:
-    """This process's lease: writes, renews (in a thread) and releases it."""
+class VolumeLock:
+    """This process's lease: takes, renews (in a thread), checks and releases it."""
 
     def __init__(self, path: Path, lease_s: float, heartbeat_s: float) -> None:
-        me = this_host()
-        now = time.time()
         self.path = path
-        self.lease = Lease(
-            token=secrets.token_hex(16),
-            hostname=me.hostname,
-            boot_id=me.boot_id,
-            pid_ns=me.pid_ns,
-            pid=os.getpid(),
-            pid_start=process_start(os.getpid()),
-            acquired=now,
-            renewed=now,
-            lease_s=lease_s,
-            heartbeat_s=heartbeat_s,
-        )
+        self.lease = new_lease(lease_s, heartbeat_s)
         self.lost: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.claimer = Claimer(self.lease, this_host())
 
     def _temp(self, suffix: str) -> Path:
         return self.path.with_name(f"{self.path.name}.{self.lease.token}.{suffix}")
 
-    def _write_temp(self, suffix: str) -> Path:
-        tmp = self._temp(suffix)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, self.lease.to_text().encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return tmp
-
     def try_take(self) -> bool:
         """Create the lock file with this lease; False if the name exists."""
-        tmp = self._write_temp("new")
-        try:
-            os.link(tmp, self.path)
-            return True
-        except FileExistsError:
+        if not link_new(self.path, self.lease.to_text(), self._temp("new")):
             return False
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                raise
-            return self._take_exclusive()  # a filesystem without hard links
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-    def _take_exclusive(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return False
-        try:
-            os.write(fd, self.lease.to_text().encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._sweep()
         return True
 
-    def mine(self) -> bool:
-        lease = Lease.parse(_read(self.path))
-        return lease is not None and lease.token == self.lease.token
+    def _sweep(self) -> None:
+        """Remove renewals and claims of earlier holders: nobody can need them any more."""
+        prefix, mine = f"{self.path.name}.", f".{self.lease.token}."
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.path.parent):
+                name = entry.name
+                ours = name.startswith(prefix) and name.endswith((".beat", ".next"))
+                if ours and mine not in name:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+
+    def _why_not_mine(self) -> str | None:
+        """None while the lock is this holder's and unclaimed, else what happened."""
+        text = read_text(self.path)
+        if text is not None and key_of(text) == self.lease.token:
+            if not claim_path(self.path, self.lease.token).exists():
+                return None
+            claimant = Lease.parse(read_text(claim_path(self.path, self.lease.token)) or "")
+            who = claimant.describe(time.time()) if claimant else "another apply"
+            return f"the volume lock is being taken over by {who}, who judged this apply gone"
+        current = read_lease(self.path)
+        who = current.describe(time.time()) if current else "nobody"
+        return f"the volume lock was taken over (now held by {who})"
+
+    def check(self) -> None:
+        """Raise :class:`LockLostError` unless the lock is still this apply's (the fence)."""
+        if self.lost is None:
+            try:
+                self.lost = self._why_not_mine()
+            except OSError as exc:
+                log.warning("cannot read the volume lock: %s", exc.strerror or exc)
+        if self.lost is not None:
+            raise LockLostError(
+                f"{self.lost}; this apply stopped before its next change",
+                where=str(self.path),
+                hint="another phoenix apply may be working on this volume now: let it finish, "
+                "then rerun this one (it resumes; nothing half-written was placed). If this "
+                "pod was frozen or cut off from the volume, check its clock and network",
+            )
 
     def start_heartbeat(self) -> None:
         self._thread = threading.Thread(target=self._beat, name="volume-lease", daemon=True)
         self._thread.start()
 
     def _beat(self) -> None:
+        beat = beat_path(self.path, self.lease.token)
         while not self._stop.wait(self.lease.heartbeat_s):
             try:
-                if not self.mine():
-                    current = Lease.parse(_read(self.path))
-                    who = current.describe(time.time()) if current else "nobody"
-                    self.lost = f"the volume lock was taken over (now held by {who})"
-                    log.warning("%s; another apply may run at the same time", self.lost)
+                why = self._why_not_mine()
+                if why is not None:
+                    self.lost = why
+                    log.warning("%s; this apply stops before its next change", why)
+                    with contextlib.suppress(OSError):
+                        os.unlink(beat)
                     return
-                self.lease = _renewed(self.lease, time.time())
-                os.replace(self._write_temp("renew"), self.path)
+                self.lease = renewed(self.lease, time.time())
+                tmp = self._temp("renew")
+                tmp.write_text(self.lease.to_text(), encoding="utf-8")
+                os.replace(tmp, beat)
             except OSError as exc:  # a flaky network volume: try again at the next beat
                 log.warning("cannot renew the volume lock: %s", exc.strerror or exc)
 
     def release(self) -> None:
+        """Stop renewing and remove the lock, through its claim, if it is still ours."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self.lost is None:
+            try:
+                self.lost = self._why_not_mine()
+                if self.lost is None and not self.claimer.remove(self.path, self.lease.token):
+                    self.lost = self._why_not_mine() or "the volume lock was removed meanwhile"
+            except OSError as exc:
+                log.warning("cannot release the volume lock: %s", exc.strerror or exc)
         with contextlib.suppress(OSError):
-            if self.mine():
-                os.unlink(self.path)
-
-
-def _renewed(lease: Lease, now: float) -> Lease:
-    return Lease(**{**asdict(lease), "renewed": now})
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-@dataclass
-class _Watch:
-    """What a waiter saw last in the lock file, and since when (its own monotonic clock)."""
-
-    text: str | None = None
-    since: float = 0.0
-
-    def unchanged_for(self, text: str, now: float) -> float:
-        if text != self.text:
-            self.text, self.since = text, now
-        return now - self.since
+            os.unlink(beat_path(self.path, self.lease.token))
 
 
 def _legacy_free(path: Path) -> bool:
@@ -323,28 +202,6 @@ def _legacy_free(path: Path) -> bool:
         os.close(fd)
 
 
-def _take_over(path: Path, seen: str, token: str) -> bool:
-    """Move the stale lease aside; if it changed meanwhile (a new holder), put it back.
-
-    True when this process removed the lease it judged stale (only one waiter can: the rename
-    is atomic), so exactly one of several waiters reports the takeover.
-    """
-    aside = path.with_name(f"{path.name}.{token}.stale")
-    try:
-        os.rename(path, aside)
-    except FileNotFoundError:
-        return False  # someone else moved or released it: the next round decides
-    try:
-        if _read(aside) != seen:
-            with contextlib.suppress(FileExistsError):
-                os.link(aside, path)
-            return False
-        return True
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(aside)
-
-
 @contextlib.contextmanager
 def volume_lock(
     layout: Layout,
@@ -354,17 +211,19 @@ def volume_lock(
     poll: float = 0.2,
     lease_s: float = LEASE_S,
     heartbeat_s: float = HEARTBEAT_S,
-) -> Iterator[None]:
+) -> Iterator[VolumeLock]:
     """Hold the volume lock for the ``with`` block, waiting (and saying whom for) while it is held.
 
     ``on_wait`` receives a human message when this process has to wait (once, then every
     minute) and when it takes over a dead holder's lease. ``timeout`` (seconds, ``None`` =
-    forever) bounds the wait with a :class:`StateError`.
+    forever) bounds the wait with a :class:`StateError`. The block gets the
+    :class:`VolumeLock`, whose :meth:`~VolumeLock.check` it calls before each effect; leaving
+    the block raises :class:`LockLostError` if the lock was lost meanwhile.
     """
     path = layout.volume_lock
     try:
         layout.phoenix.mkdir(parents=True, exist_ok=True, mode=0o700)
-        holder = _Holder(path, lease_s, heartbeat_s)
+        holder = VolumeLock(path, lease_s, heartbeat_s)
         _acquire(holder, on_wait or (lambda _m: None), timeout, poll)
     except OSError as exc:
         raise StateError(
@@ -374,36 +233,43 @@ def volume_lock(
         ) from exc
     holder.start_heartbeat()
     try:
-        yield
-    finally:
+        yield holder
+    except BaseException:
         holder.release()
+        raise
+    holder.release()
+    if holder.lost is not None:
+        holder.check()
 
 
 def _acquire(
-    holder: _Holder, note: Callable[[str], None], timeout: float | None, poll: float
+    holder: VolumeLock, note: Callable[[str], None], timeout: float | None, poll: float
 ) -> None:
     path, me = holder.path, this_host()
     started = time.monotonic()
     next_note = started
-    watch = _Watch()
+    watch = Watch()
     while not holder.try_take():
-        text = _read(path)
+        text = read_text(path)
+        if text is None:
+            continue  # released meanwhile: try again at once
+        current = read_lease(path)
         now, mono = time.time(), time.monotonic()
-        lease = Lease.parse(text)
-        unchanged = watch.unchanged_for(text, mono)
-        if lease is None:
+        # the lease and its renewal: a live holder changes this every heartbeat
+        unchanged = watch.unchanged_for(text + (current.to_text() if current else ""), mono)
+        if current is None:
             who = "an older phoenix or an unreadable lease"
             # an older release leaves an empty file; a lease being written appears whole (link)
             if _legacy_free(path) and (text.strip() == "" or unchanged >= LEASE_S):
-                _take_over(path, text, holder.lease.token)
+                holder.claimer.remove(path, key_of(text))
                 continue
         else:
-            who = lease.describe(now)
-            verdict = judge(lease, me, now, alive=pid_alive)
+            who = current.describe(now)
+            verdict = judge(current, me, now, alive=pid_alive)
             if verdict == "dead" or (
-                verdict == "expired" and unchanged >= 2 * lease.heartbeat_s
+                verdict == "expired" and unchanged >= 2 * current.heartbeat_s
             ):
-                if _take_over(path, text, holder.lease.token):
+                if holder.claimer.remove(path, current.token):
                     note(f"taking over the volume lock of a holder that is gone ({who})")
                 continue
         if timeout is not None and mono - started >= timeout:

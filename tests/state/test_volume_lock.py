@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.core.errors import StateError
+from provisioner.core.errors import LockLostError, StateError
 from provisioner.core.layout import Layout
 from provisioner.state.volume_lock import (
     HostId,
     Lease,
     judge,
     process_start,
+    read_lease,
     this_host,
     volume_lock,
 )
@@ -181,9 +182,9 @@ def test_an_older_phoenix_lock_file_left_empty_is_free(tmp_path: Path) -> None:
 def test_the_holder_renews_its_lease(tmp_path: Path) -> None:
     path = Layout(tmp_path).volume_lock
     with volume_lock(Layout(tmp_path), heartbeat_s=0.05):
-        first = Lease.parse(path.read_text())
+        first = read_lease(path)
         time.sleep(0.3)
-        later = Lease.parse(path.read_text())
+        later = read_lease(path)  # the lock file stays as taken; renewals go to its beat file
     assert first is not None and later is not None
     assert later.token == first.token and later.renewed > first.renewed
 
@@ -258,7 +259,9 @@ def test_a_holder_whose_lease_was_taken_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = Layout(tmp_path).volume_lock
-    with volume_lock(Layout(tmp_path), heartbeat_s=0.05):
+    with pytest.raises(LockLostError, match="now held by pid 4242 on host pod-b"), volume_lock(
+        Layout(tmp_path), heartbeat_s=0.05
+    ):
         path.write_text(_lease().to_text())  # as if another pod took it while we were frozen
         time.sleep(0.3)
     assert "the volume lock was taken over (now held by pid 4242 on host pod-b" in caplog.text
