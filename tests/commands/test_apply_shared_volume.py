@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.state.volume_lock import Lease
+from provisioner.state.lease_files import Claimer
+from provisioner.state.volume_lock import Lease, this_host
 from tests.support.civitai import LoopbackHub, Served, running_hub
 from tests.support.cli import clean_env
 from tests.support.desired import with_comfyui
@@ -238,3 +241,54 @@ def test_a_live_lease_on_another_host_is_waited_on_naming_its_holder(
         "renewed " in err  # fmt: skip
     assert "taking over" not in err
     assert len(files) == sum(len(_gets(hub, name)) for name in files)
+
+
+def test_an_apply_whose_lock_was_taken_over_places_nothing_more_and_exits_1(
+    hub: LoopbackHub, tmp_path: Path
+) -> None:
+    """The fence: mid-download, another pod takes the lock over (as if this one had frozen).
+
+    The download may finish into its staging folder, but is not placed; no state is written
+    after the loss; the apply exits 1 naming the new holder. The take-over is done the way a
+    waiter does it: through the lease's claim, then a new lease linked in its place.
+    """
+    manifest, _ = _manifest(hub, tmp_path)
+    root = tmp_path / "volume"
+    pod = _Pod(manifest, root, tmp_path / "pod")
+    lock = root / ".phoenix/lock"
+    try:
+        deadline = time.monotonic() + 90
+        while not any(p.stat().st_size > 0 for p in (root / ".phoenix/staging").rglob("*.part")):
+            assert pod.proc.poll() is None, pod.result()
+            assert time.monotonic() < deadline, "the apply never got into the big download"
+            time.sleep(0.02)
+        held = Lease.parse(lock.read_text())
+        assert held is not None and held.pid == pod.pid
+        new = _foreign(time.time(), lease_s=30.0)
+        assert Claimer(new, this_host()).remove(lock, held.token)
+        tmp = lock.with_name("lock.new-holder")
+        tmp.write_text(new.to_text())
+        os.link(tmp, lock)
+        tmp.unlink()
+        state_file = root / ".phoenix/state.json"
+        state_then = state_file.read_bytes() if state_file.exists() else b""
+        placed_then = sorted(p.name for p in (root / "models/loras").glob("*"))
+    finally:
+        code, out, err = pod.result()
+    assert code == 1, out + err
+    # seen by the guard or the heartbeat while the claim is there, or once the new lease is
+    assert re.search(
+        r"the volume lock (is being taken over by|was taken over \(now held by) pid 4242 on "
+        r"host pod-on-node-7", err
+    ), err
+    assert "this apply stopped before its next change" in err
+    assert "hint: another phoenix apply may be working on this volume now" in err
+    assert "Traceback" not in err
+    assert BIG[0] not in placed_then
+    assert sorted(p.name for p in (root / "models/loras").glob("*")) == placed_then
+    assert (state_file.read_bytes() if state_file.exists() else b"") == state_then
+    if state_then:
+        assert isinstance(json.loads(state_then), dict)  # whole, as it was before the loss
+    assert Lease.parse(lock.read_text()) == new  # the fenced apply left the new lease alone
+    # its verified download stays staged for the new holder to reuse or remove
+    assert any(p.is_file() for p in (root / ".phoenix/staging").rglob("*"))
