@@ -1,23 +1,24 @@
 """Merge defaults < manifest < environment into a :class:`DesiredState`, recording origins.
 
 Rules (documented in the README):
-- Scalars from env vars override the manifest (``FB_USERNAME``, ``USE_VOLUME``, ``PARANOID_MODE``,
-  ``DEBUG_MODE``, ``PHOENIX_ROOT``).
-- Lists from env vars are appended to the manifest's lists; an item already present (same
-  identity) is kept once, with the first origin.
+- Scalars from env vars override the manifest; lists from env vars are appended to the
+  manifest's lists (:mod:`provisioner.manifest.env_overlay` turns the variables into manifest
+  data). An item already present (same identity) is kept once, with the first origin.
 - ``HF_REPOS_TO_DOWNLOAD``'s default (FLUX.1-dev, the embedded ``manifests/default.yaml``) applies
   only when the variable is unset *and* the manifest lists no models. Set it empty to get none.
+
+Here: reading secrets and checking endpoints, the merge itself, and expanding model entries
+(profiles, variants) into :class:`DesiredModel`s; nodes and packages come from
+:mod:`provisioner.manifest.merge_software`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.core.errors import EnvError
 from provisioner.core.redact import register_secret
-from provisioner.core.requirements import split_requirements
 from provisioner.manifest import items as parse
 from provisioner.manifest import variants
 from provisioner.manifest.desired import (
@@ -26,29 +27,19 @@ from provisioner.manifest.desired import (
     Secrets,
     VariantChoice,
 )
-from provisioner.manifest.envmap import BY_NAME, ENV_VARS, parse_bool, split_list
+from provisioner.manifest.env_overlay import (
+    LIST_SECTIONS,
+    Sections,
+    Sourced,
+    apply_env_lists,
+    apply_env_scalars,
+)
+from provisioner.manifest.envmap import ENV_VARS
 from provisioner.manifest.load import ManifestDoc, load_manifest_file
 from provisioner.manifest.merge_software import conflict, desired_nodes, desired_packages
 from provisioner.manifest.models import CivitaiModel, HFModel, Manifest, URLModel, is_glob
 from provisioner.manifest.profiles import Profile, load_profile_file, load_profiles
 from provisioner.manifest.validate import build_manifest, validate_doc
-
-DEFAULT_ORIGIN = "default"
-
-
-@dataclass
-class _Sourced:
-    """A raw list entry (manifest dict or env-made dict) with its origin."""
-
-    data: Any
-    origin: str
-
-
-@dataclass
-class _Merged:
-    models: list[_Sourced] = field(default_factory=list)
-    nodes: list[_Sourced] = field(default_factory=list)
-    packages: list[_Sourced] = field(default_factory=list)
 
 
 def read_secrets(env: Mapping[str, str]) -> Secrets:
@@ -122,15 +113,15 @@ def merge(
     """Pure merge of a validated manifest (optional) with the environment; ``vram`` (the GPU's,
     unless PHOENIX_VRAM_GIB says otherwise) picks profile variants."""
     data: dict[str, Any] = dict(doc.data) if doc else {"version": 1}
-    merged = _Merged()
+    merged = Sections()
     if doc:
-        for key in ("models", "nodes", "packages"):
+        for key in LIST_SECTIONS:
             for i, entry in enumerate(doc.data.get(key, []) or []):
-                getattr(merged, key).append(_Sourced(entry, doc.where([key, i])))
+                getattr(merged, key).append(Sourced(entry, doc.where([key, i])))
     scalar_origins = _manifest_scalar_origins(doc) if doc else {}
-    scalar_origins.update(_apply_env_scalars(data, env))
+    scalar_origins.update(apply_env_scalars(data, env))
     warnings: list[str] = []
-    _apply_env_lists(merged, env, has_manifest_models=bool(merged.models))
+    apply_env_lists(merged, env, has_manifest_models=bool(merged.models))
     data["models"] = [s.data for s in merged.models]
     data["nodes"] = [s.data for s in merged.nodes]
     data["packages"] = [s.data for s in merged.packages]
@@ -183,143 +174,14 @@ def _manifest_scalar_origins(doc: ManifestDoc) -> dict[str, str]:
     """``file:line:col`` of every scalar setting the manifest spells out (outside lists)."""
     origins = {}
     for keypath in doc.positions:
-        if keypath[0] not in _LIST_SECTIONS and all(isinstance(k, str) for k in keypath):
+        if keypath[0] not in LIST_SECTIONS and all(isinstance(k, str) for k in keypath):
             origins[".".join(str(k) for k in keypath)] = doc.where(keypath)
     return origins
 
 
-_LIST_SECTIONS = ("models", "nodes", "packages")
-
-
-def _apply_env_scalars(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
-    origins: dict[str, str] = {}
-    for var in ENV_VARS:
-        if var.manifest_path is None or var.kind.endswith("-list") or var.name not in env:
-            continue
-        raw = env[var.name]
-        value: Any = raw
-        if var.kind == "bool":
-            if not raw.strip():
-                continue
-            try:
-                flag = parse_bool(raw)
-            except ValueError as exc:
-                raise EnvError(
-                    f"invalid value {raw!r}: {exc}",
-                    where=f"env:{var.name}",
-                    hint="or unset it to use the default",
-                ) from None
-            value = ("volume" if flag else "ephemeral") if var.name == "USE_VOLUME" else flag
-        elif not raw.strip():
-            raise EnvError(
-                "is set but empty",
-                where=f"env:{var.name}",
-                hint=f"unset it or give a value ({var.help})",
-            )
-        elif var.kind == "int":
-            if not raw.strip().isdigit():
-                raise EnvError(
-                    f"expected a whole number, found {raw!r}",
-                    where=f"env:{var.name}",
-                    hint=f"give a number such as {var.default} ({var.help})",
-                )
-            value = int(raw.strip())
-        _set_path(data, var.manifest_path, value)
-        origins[var.manifest_path] = f"env:{var.name}"
-    return origins
-
-
-def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    node = data
-    *parents, last = dotted.split(".")
-    for key in parents:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = {}
-        node[key] = child = dict(child)
-        node = child
-    node[last] = value
-
-
-def _apply_env_lists(merged: _Merged, env: Mapping[str, str], *, has_manifest_models: bool) -> None:
-    hf_var = BY_NAME["HF_REPOS_TO_DOWNLOAD"]
-    if hf_var.name in env:
-        merged.models.extend(_env_items(hf_var.name, env[hf_var.name], _hf_entry))
-    elif not has_manifest_models:
-        merged.models.extend(_default_models())
-    for var in ENV_VARS:
-        if var.name not in env:
-            continue
-        value = env[var.name]
-        if var.kind == "civitai-list":
-            merged.models.extend(_env_items(var.name, value, _civitai_entry(var.folder)))
-        elif var.kind == "node-list":
-            merged.nodes.extend(_env_items(var.name, value, _node_entry))
-        elif var.kind == "package-list":
-            merged.packages.extend(_env_packages(var.name, value))
-
-
-def _env_items(name: str, value: str, entry: Callable[[str], Any]) -> list[_Sourced]:
-    """One manifest entry per list item, each tagged ``env:NAME[i]``; a bad item is an error
-    naming the variable and the item."""
-    out = []
-    for i, item in enumerate(split_list(value)):
-        where = f"env:{name}[{i}]"
-        try:
-            out.append(_Sourced(entry(item), where))
-        except ValueError as exc:  # shown without what looks like a credential (logs persist)
-            shown = parse.without_credentials(item)[0]
-            raise EnvError(
-                f"invalid item {shown!r}: {str(exc).replace(item, shown)}",
-                where=where,
-                hint=f"fix or remove that item; {name}: {BY_NAME[name].help}",
-            ) from None
-    return out
-
-
-def _hf_entry(item: str) -> dict[str, Any]:
-    hf = parse.parse_hf_item(item)
-    entry: dict[str, Any] = {"hf": hf.repo}
-    if hf.revision:
-        entry["revision"] = hf.revision
-    if hf.pattern:
-        entry["files"] = [hf.pattern]
-    return entry
-
-
-def _civitai_entry(folder: str | None) -> Callable[[str], dict[str, Any]]:
-    def entry(item: str) -> dict[str, Any]:
-        parse.parse_civitai_ref(item)
-        return {"civitai": item, **({"type": folder} if folder else {})}
-
-    return entry
-
-
-def _node_entry(item: str) -> dict[str, Any]:
-    node = parse.parse_node_item(item)
-    return {"url": node.url, **({"ref": node.ref} if node.ref else {})}
-
-
-def _env_packages(name: str, value: str) -> list[_Sourced]:
-    try:
-        reqs = split_requirements(value)
-    except ValueError as exc:
-        raise EnvError(
-            str(exc), where=f"env:{name}", hint="separate requirements with spaces or newlines"
-        ) from None
-    return [_Sourced(req, f"env:{name}[{i}]") for i, req in enumerate(reqs)]
-
-
-def _default_models() -> list[_Sourced]:
-    from provisioner.core.resources import manifests_dir
-
-    doc = load_manifest_file(str(manifests_dir() / "default.yaml"))
-    return [_Sourced(entry, DEFAULT_ORIGIN) for entry in doc.data.get("models", [])]
-
-
 def _desired_models(
     manifest: Manifest,
-    merged: _Merged,
+    merged: Sections,
     warnings: list[str],
     vram: variants.VramFact | None,
     choices: list[VariantChoice],
