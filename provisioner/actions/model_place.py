@@ -103,9 +103,11 @@ def _adopt_existing(job: FileJob, res: Resolved, runner: Runner) -> Placed | Non
 
 
 def _folder(job: FileJob, content: Path) -> str:
-    header = read_header(content) if content.suffix == ".safetensors" or job.filename.endswith(
-        ".safetensors"
-    ) else None
+    header = (
+        read_header(content)
+        if content.suffix == ".safetensors" or job.filename.endswith(".safetensors")
+        else None
+    )
     chosen = route(
         job.filename,
         explicit=job.folder,
@@ -131,5 +133,3 @@ def destination(root: Path, folder: str, subdir: str | None, filename: str) -> t
     except ValueError as exc:
         raise SourceError(str(exc)) from exc
     return dest, dest.relative_to(root).as_posix()
-
-

@@ -197,5 +197,3 @@ def trusted(root: Path, f: FileRecord) -> bool:
     except OSError:
         return False
     return same_file(st.st_size, st.st_mtime_ns, f)
-
-

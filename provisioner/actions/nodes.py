@@ -34,6 +34,7 @@ from provisioner.state.store import NodeRecord
 
 INSTALL_PY_TIMEOUT = 900.0
 
+
 def checkout_node(node: DesiredNode, ctx: ApplyContext) -> gitops.Checkout:
     """The git part of installing a node (safe to run for several nodes in parallel)."""
     ctx.guard()

@@ -22,5 +22,6 @@ cd "$repo"
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider \
   tests/sources/test_huggingface.py tests/sources/test_hub_compat.py \
   tests/sources/test_organizer.py tests/actions/test_model_apply.py \
+  tests/actions/test_model_resolve.py \
   tests/actions/test_lock_and_locked_apply.py tests/commands/test_apply_cmd.py \
   tests/test_apply.py "$@"
