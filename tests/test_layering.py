@@ -89,3 +89,43 @@ def test_docs_table_draws_the_same_layers() -> None:
     expected = [layer for layer in LAYERS if layer not in cli_and_main]
     expected.append(frozenset().union(*cli_and_main))  # one row: `cli.py`, then `__main__.py`
     assert drawn == expected
+
+
+def test_checker_sees_modules_loaded_by_name(tmp_path: Path) -> None:
+    """A kinds table of dotted names, loaded with importlib, is checked like an import."""
+    package = _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/low/__init__.py": "",
+            "pkg/low/kinds.py": (
+                "import importlib\n"
+                'KIND_MODULES = ("pkg.low.ok", "pkg.high.b")\n'
+                "def load(kind):\n"
+                "    importlib.import_module(f'pkg.high.{kind}')\n"
+                "    return [importlib.import_module(n) for n in KIND_MODULES]\n"
+            ),
+            "pkg/low/ok.py": 'NOT_A_MODULE = "pkg.low.missing"\n',
+            "pkg/high/__init__.py": "",
+            "pkg/high/b.py": "",
+            "pkg/high/c.py": "",
+        },
+    )
+    layers = (frozenset({"low"}), frozenset({"high"}))
+    graph = import_graph(package)
+    assert graph["pkg.low.kinds"] == {"pkg.low.ok", "pkg.high.b", "pkg.high.c"}
+    assert graph["pkg.low.ok"] == set()
+    assert layering_violations(graph, layers) == [
+        "pkg.low.kinds -> pkg.high.b: upward (low may not import high)",
+        "pkg.low.kinds -> pkg.high.c: upward (low may not import high)",
+    ]
+
+
+def test_the_real_kinds_tables_are_in_the_graph() -> None:
+    from provisioner.actions.kinds import APPLY_MODULES
+    from provisioner.plan.kinds import KIND_MODULES
+
+    graph = import_graph(PACKAGE)
+    assert set(KIND_MODULES) <= graph["provisioner.plan.kinds"]
+    assert set(APPLY_MODULES.values()) <= graph["provisioner.actions.kinds"]
+    assert "provisioner.commands.plan" in graph["provisioner.cli"]

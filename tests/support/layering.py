@@ -4,6 +4,11 @@ LAYERS is the one place the order lives; docs/architecture.md draws the same tab
 layer N may import modules of its own package and of any lower layer, never a higher one nor a
 sibling in the same layer. The package root (provisioner/__init__.py, only __version__) is below
 everything.
+
+Modules loaded by name (``importlib.import_module``) count as imported: a string constant that
+names one of the package's modules (``plan/kinds.py`` KIND_MODULES, ``actions/kinds.py``
+APPLY_MODULES) is an import of it, and an f-string that starts with a package's dotted name
+(``cli.py``'s ``f"provisioner.commands.{name}"``) imports every module of that package.
 """
 
 from __future__ import annotations
@@ -63,9 +68,24 @@ def import_graph(root: Path) -> dict[str, set[str]]:
                 for alias in node.names:
                     full = f"{base}.{alias.name}"
                     targets.add(full if full in files else base)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if node.value in files:
+                    targets.add(node.value)
+            elif isinstance(node, ast.JoinedStr) and node.values:
+                targets.update(_modules_named_by_prefix(node.values[0], files))
         targets.discard(name)
         graph[name] = {t for t in targets if t in files}
     return graph
+
+
+def _modules_named_by_prefix(head: ast.expr, files: Mapping[str, Path]) -> set[str]:
+    """The modules an f-string beginning ``"pkg.sub." ...`` can name: every module under pkg.sub."""
+    if not (isinstance(head, ast.Constant) and isinstance(head.value, str)):
+        return set()
+    prefix = head.value
+    if not prefix.endswith(".") or files.get(prefix[:-1], Path()).name != "__init__.py":
+        return set()
+    return {module for module in files if module.startswith(prefix)}
 
 
 def _package(module: str) -> str | None:
