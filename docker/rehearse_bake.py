@@ -171,6 +171,12 @@ def run_bake(r: Rehearsal) -> None:
             )
             _offline_checks(r, data)
             r.check("nothing was fetched at run time", not hub.records, f"{len(hub.records)}")
+            said = logs.stdout + logs.stderr
+            r.check(
+                "phoenix run --locked applied with no failed item",
+                not any(f"apply: {kind} item" in said for kind in ("optional", "required")),
+                "\n".join(ln for ln in said.splitlines() if "failed" in ln)[-800:],
+            )
             r.podman("stop", "--time", "10", BAKED_CONTAINER, check=False)
             code = json.loads(r.podman("inspect", BAKED_CONTAINER).stdout)[0]["State"]["ExitCode"]
             r.check("podman stop: the baked container exits 0", code == 0, f"exit {code}")

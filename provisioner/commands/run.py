@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip-apply", action="store_true", help="launch with what is on disk; change nothing"
     )
+    parser.add_argument(
+        "--locked",
+        action="store_true",
+        help="apply exactly what <manifest>.lock.json pins, as apply --locked does (a baked "
+        "image: nothing is resolved, so nothing is fetched); a stale lock is an error",
+    )
     parser.add_argument("--jobs", type=count, default=4, help="parallel downloads (default 4)")
     parser.add_argument(
         "--health-port", type=port, help="health API port (default: services.health.port, 8189)"
@@ -46,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         manifest=args.manifest or os.environ.get("PHOENIX_MANIFEST"),
         health_port=args.health_port,
         skip_apply=args.skip_apply,
+        locked=args.locked,
         jobs=args.jobs,
         grace_s=grace,
         stop_timeout_s=max(1.0, min(5.0, grace / 2)),

@@ -43,6 +43,7 @@ from provisioner.runtime.lifecycle import (
 )
 from provisioner.runtime.probe import probe_features, reported_versions
 from provisioner.runtime.services import RestartPolicy, Supervisor
+from provisioner.state.lockfile import LockFile, load_lock, lock_path_for
 
 log = logging.getLogger("phoenix.run")
 
@@ -80,6 +81,11 @@ def default_load(manifest: str | None, env: dict[str, str]) -> tuple[DesiredStat
     return load_desired(manifest, env, read_gpu=gpu.read_gpu_facts)
 
 
+def load_run_lock(manifest: str | None) -> LockFile:
+    """The lock file beside ``manifest`` (``phoenix lock`` wrote it) for ``run --locked``."""
+    return load_lock(lock_path_for(manifest))
+
+
 def default_comfy_python(layout: Layout) -> str:
     """ComfyUI's interpreter: the workspace venv's (imported when first needed)."""
     from provisioner.plan.comfyui import comfy_python
@@ -108,6 +114,8 @@ class RunOptions:
     health_host: str = "0.0.0.0"
     health_port: int | None = None
     skip_apply: bool = False
+    #: apply exactly what the manifest's lock file pins (a baked image: no resolution calls)
+    locked: bool = False
     jobs: int = 4
     #: the container's stop grace period: stopping and cleanup must fit in it
     grace_s: float = 10.0
@@ -214,6 +222,8 @@ def run_pod(
         snapshot = dict(environ)
         desired, secrets = load(options.manifest, snapshot)
         del snapshot
+        # before anything changes: a missing or stale lock file is the user's error, exit 1
+        locked = load_run_lock(options.manifest) if options.locked else None
         board.mark("loaded", began)
         user = desired.manifest.security.user
         system.harden(environ, homes_to_clean(options.homes, environ, [user]))
@@ -283,7 +293,8 @@ def run_pod(
                 stop.interrupt_apply = not stop.event.is_set()
                 if stop.event.is_set():
                     raise StopRequested
-                result = apply(desired, layout, versions, secrets, jobs=options.jobs)
+                kw = {"locked": locked} if locked is not None else {}
+                result = apply(desired, layout, versions, secrets, jobs=options.jobs, **kw)
             except KeyboardInterrupt:
                 raise StopRequested from None
             finally:

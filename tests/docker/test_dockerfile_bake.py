@@ -94,3 +94,9 @@ def test_the_baked_root_is_outside_the_workspace_volume_and_named_by_env() -> No
     assert PurePosixPath(dest) == manifest.parent
     # the lock file is the one apply --locked looks for beside the manifest
     assert sources == [manifest.name, lock_path_for(str(manifest)).name]
+
+
+def test_the_baked_image_starts_phoenix_run_locked() -> None:
+    # the image's ENTRYPOINT (tini -- phoenix) stays; only the command gains --locked
+    assert [i.args for i in _all("CMD")] == ['["run", "--locked"]']
+    assert not _all("ENTRYPOINT")
