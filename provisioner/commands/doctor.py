@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from provisioner.core.layout import Layout
     from provisioner.core.redact import redact
     from provisioner.runtime.doctor import doctor_report, render_doctor
-    from provisioner.runtime.run import default_comfy_python, default_load
+    from provisioner.runtime.run_inputs import default_comfy_python, default_load
 
     env = dict(os.environ)
     desired, _secrets = default_load(args.manifest or env.get("PHOENIX_MANIFEST"), env)

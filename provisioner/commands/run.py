@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT or a failure; see :mod:`provisioner.runtime.run` for exit codes."""
     # imported here so that other subcommands do not pay for the runtime's imports
     from provisioner.commands.logs import debug_enabled, setup_logging
-    from provisioner.runtime.run import RunOptions, run_pod
+    from provisioner.runtime.run import run_pod
+    from provisioner.runtime.run_inputs import RunOptions
 
     setup_logging(debug=debug_enabled(os.environ))
     grace = args.grace if args.grace is not None else _grace_from_env()

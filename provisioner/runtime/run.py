@@ -13,19 +13,16 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO
 
 from provisioner.core.config import Versions, load_versions
 from provisioner.core.errors import PhoenixError, StateError
 from provisioner.core.fsio import atomic_write_text
 from provisioner.core.layout import Layout
 from provisioner.core.redact import redact, register_secret
-from provisioner.manifest.desired import DesiredState, Secrets
 from provisioner.manifest.models import Manifest
 from provisioner.manifest.variants import launch_weights
-from provisioner.plan.change import ItemResult
 from provisioner.runtime import cleanup, storage, system
 from provisioner.runtime.cliargs import load_cli_spec
 from provisioner.runtime.flags import InstalledFeatures
@@ -42,55 +39,22 @@ from provisioner.runtime.lifecycle import (
     torch_verdict,
 )
 from provisioner.runtime.probe import probe_features, reported_versions
-from provisioner.runtime.services import RestartPolicy, Supervisor
-from provisioner.state.lockfile import LockFile, load_lock, lock_path_for
+from provisioner.runtime.run_inputs import (
+    ApplyFn,
+    LoadFn,
+    PlanFn,
+    RunOptions,
+    default_apply,
+    default_comfy_python,
+    default_load,
+    default_plan,
+    load_run_lock,
+)
+from provisioner.runtime.services import Supervisor
 
 log = logging.getLogger("phoenix.run")
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
-
-
-class ApplyReportLike(Protocol):
-    """What Phoenix needs from ``provisioner.apply.apply_all``'s report."""
-
-    @property
-    def results(self) -> Sequence[ItemResult]: ...
-
-
-ApplyFn = Callable[..., ApplyReportLike]
-LoadFn = Callable[[str | None, dict[str, str]], tuple[DesiredState, Secrets]]
-
-
-def default_apply(
-    desired: DesiredState, layout: Layout, versions: Versions, secrets: Secrets, **kw: Any
-) -> ApplyReportLike:
-    """``provisioner.apply.apply_all``, imported when first needed."""
-    from provisioner.apply import apply_all
-
-    report: ApplyReportLike = apply_all(desired, layout, versions, secrets, **kw)
-    return report
-
-
-def default_load(manifest: str | None, env: dict[str, str]) -> tuple[DesiredState, Secrets]:
-    """``provisioner.manifest.merge.load_desired``, imported when first needed; profile
-    variants are chosen for this pod's GPU (``PHOENIX_VRAM_GIB`` first, then NVML; without
-    either the plan names the VRAM it assumed)."""
-    from provisioner.manifest.merge import load_desired
-    from provisioner.runtime import gpu
-
-    return load_desired(manifest, env, read_gpu=gpu.read_gpu_facts)
-
-
-def load_run_lock(manifest: str | None) -> LockFile:
-    """The lock file beside ``manifest`` (``phoenix lock`` wrote it) for ``run --locked``."""
-    return load_lock(lock_path_for(manifest))
-
-
-def default_comfy_python(layout: Layout) -> str:
-    """ComfyUI's interpreter: the workspace venv's (imported when first needed)."""
-    from provisioner.plan.comfyui import comfy_python
-
-    return str(comfy_python(layout))
 
 
 def homes_to_clean(
@@ -103,45 +67,6 @@ def homes_to_clean(
     if not cleanup.in_phoenix_image(environ):
         return []
     return system.default_homes(users)
-
-
-@dataclass
-class RunOptions:
-    """Inputs of one ``phoenix run`` beyond the manifest."""
-
-    root: Path | None = None
-    manifest: str | None = None
-    health_host: str = "0.0.0.0"
-    health_port: int | None = None
-    skip_apply: bool = False
-    #: apply exactly what the manifest's lock file pins (a baked image: no resolution calls)
-    locked: bool = False
-    jobs: int = 4
-    #: the container's stop grace period: stopping and cleanup must fit in it
-    grace_s: float = 10.0
-    stop_timeout_s: float = 5.0
-    restart: RestartPolicy = field(default_factory=RestartPolicy)
-    comfy_python: str | None = None
-    filebrowser_binary: str | None = None
-    homes: Sequence[Path] | None = None
-
-
-class PlanLike(Protocol):
-    """What Phoenix needs from ``provisioner.plan.build.build_plan``'s plan."""
-
-    def digest(self) -> str: ...
-
-    def download_bytes(self) -> tuple[int, int]: ...
-
-
-PlanFn = Callable[[DesiredState, Layout, Versions], PlanLike]
-
-
-def default_plan(desired: DesiredState, layout: Layout, versions: Versions) -> PlanLike:
-    """``provisioner.plan.build.build_plan`` (read-only observe + diff)."""
-    from provisioner.plan.build import build_plan
-
-    return build_plan(desired, layout, versions)
 
 
 def choose_storage(

@@ -180,7 +180,7 @@ def test_flux1_dev_default_is_unchanged(tmp_path: Path) -> None:
 def test_phoenix_run_chooses_variants_from_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """``phoenix run``'s loader probes the GPU: an 80 GiB card gets bf16, the env var wins."""
     from provisioner.runtime import gpu as gpu_module
-    from provisioner.runtime.run import default_load
+    from provisioner.runtime.run_inputs import default_load
 
     card = gpu_module.GpuFacts("NVIDIA A100-SXM4-80GB", (8, 0), 81920 * 1024**2, "535", "12.2")
     monkeypatch.setattr(gpu_module, "read_gpu_facts", lambda: card)
@@ -194,7 +194,7 @@ def test_phoenix_run_chooses_variants_from_the_gpu(monkeypatch: pytest.MonkeyPat
 def test_phoenix_run_without_pynvml_states_its_assumption(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from provisioner.runtime.run import default_load
+    from provisioner.runtime.run_inputs import default_load
 
     monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` raises ImportError
     desired, _ = default_load(None, {"HF_REPOS_TO_DOWNLOAD": FLUX2})

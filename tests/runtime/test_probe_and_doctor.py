@@ -220,7 +220,7 @@ def test_unknown_user_flag_does_not_block_phoenix_choice(tmp_path: Path) -> None
 
 
 def test_default_comfy_python_is_a_real_interpreter(tmp_path: Path) -> None:
-    from provisioner.runtime.run import default_comfy_python
+    from provisioner.runtime.run_inputs import default_comfy_python
 
     python = default_comfy_python(Layout(tmp_path))
     assert probe_features(python, with_torch=False).python is not None

@@ -25,7 +25,8 @@ from provisioner.plan.change import ItemResult
 from provisioner.runtime.flags import InstalledFeatures
 from provisioner.runtime.gpu import GpuFacts
 from provisioner.runtime.probe import probe_features
-from provisioner.runtime.run import RunOptions, run_pod
+from provisioner.runtime.run import run_pod
+from provisioner.runtime.run_inputs import RunOptions
 from provisioner.runtime.services import RestartPolicy
 
 CFG: dict[str, Any] = json.loads(Path(sys.argv[1]).read_text())
