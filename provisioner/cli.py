@@ -29,6 +29,7 @@ COMMANDS = (
     "run",
     "cleanup",
     "status",
+    "stop",
     "doctor",
     "import-snapshot",
     "export-snapshot",

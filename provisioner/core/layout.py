@@ -60,6 +60,11 @@ class Layout:
         return self.phoenix / "staging"
 
     @property
+    def run_pid(self) -> Path:
+        """``phoenix run``'s pid while it runs (``phoenix stop`` reads it; removed at cleanup)."""
+        return self.phoenix / "run" / "phoenix.pid"
+
+    @property
     def logs(self) -> Path:
         return self.phoenix / "logs"
 

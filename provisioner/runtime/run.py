@@ -166,8 +166,8 @@ def run_pod(
         report = choose_storage(options, manifest, environ, 0)
         layout = Layout(report.root)
         _prepare_root(layout)
-        # for `scripts/service_manager.sh stop`; .phoenix/run/ is removed at cleanup
-        atomic_write_text(layout.phoenix / "run" / "phoenix.pid", f"{os.getpid()}\n")
+        # for `phoenix stop` (and `scripts/service_manager.sh stop`); removed at cleanup
+        atomic_write_text(layout.run_pid, f"{os.getpid()}\n")
         if versions is None:
             versions = load_versions()
         plan = plan_fn(desired, layout, versions)
