@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.civitai import LoopbackHub
+from tests.support.civitai import LoopbackHub, add_style_lora
 from tests.support.cli import clean_env, run_phoenix
 from tests.support.desired import with_comfyui
 from tests.support.hub import GATED_TOKEN, FluxHub
 from tests.support.paths import REPO
-from tests.support.safetensors import LORA_KEYS, safetensors_bytes
 
 FLUX = "black-forest-labs/FLUX.1-dev"
 ENC = "comfyanonymous/flux_text_encoders"
@@ -173,11 +172,7 @@ def test_planted_tokens_never_appear_anywhere(
     civitai_token = "civitai_planted_Qw3rty_secret"
     fb_password = "fb_planted_pass_Zx9"
     civitai.required_token = civitai_token
-    civitai.add_model(
-        618692, name="Style", type="LORA",
-        versions=[{"id": 691639, "files": [{"name": "style.safetensors",
-                                              "data": safetensors_bytes(LORA_KEYS)}]}],
-    )  # fmt: skip
+    add_style_lora(civitai)
     manifest = tmp_path / "pod.yaml"
     manifest.write_text(with_comfyui(
         "models:\n  - hf: gated-org/gated-model\n    files: [model.safetensors]\n"

@@ -12,12 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
-from tests.support.civitai import LoopbackHub
+from tests.support.civitai import LoopbackHub, add_style_lora
 from tests.support.cli import clean_env, run_phoenix
 from tests.support.desired import with_comfyui
 from tests.support.hub import FluxHub
 from tests.support.paths import REPO
-from tests.support.safetensors import LORA_KEYS, safetensors_bytes
 from tests.support.servers import free_port
 
 MANIFEST = "models:\n  - hf: black-forest-labs/FLUX.1-dev\n  - civitai: 618692\n"
@@ -37,11 +36,7 @@ def _truncate_mtimes(root: Path) -> int:
 
 
 def _bake(flux_hub: FluxHub, civitai: LoopbackHub, tmp_path: Path) -> tuple[Path, Path]:
-    civitai.add_model(
-        618692, name="Style", type="LORA",
-        versions=[{"id": 691639, "files": [{"name": "style.safetensors",
-                                              "data": safetensors_bytes(LORA_KEYS)}]}],
-    )  # fmt: skip
+    add_style_lora(civitai)
     manifest = tmp_path / "pod.yaml"
     manifest.write_text(with_comfyui(MANIFEST))
     build = _online(flux_hub, civitai)

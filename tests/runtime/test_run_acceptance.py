@@ -413,22 +413,11 @@ def test_phoenix_run_cli_applies_a_url_model_end_to_end(pod_factory: Any) -> Non
     """`phoenix run` for real: manifest loader, real apply of a `url:` model from loopback,
     ready, /status, SIGTERM → 0; no planted token in any file, log or child environment."""
     pod = pod_factory()
-    commit = _git_commit_all(pod.checkout)
     body = safetensors_bytes(LORA_KEYS, {"ss_network_module": "networks.lora"})
     sha = hashlib.sha256(body).hexdigest()
     with _ModelServer("tiny-lora.safetensors", body) as server:
-        manifest = pod.tmp / "manifest.yaml"
-        manifest.write_text(
-            "version: 1\n"
-            f"comfyui: {{path: '{pod.checkout}', repo: 'file://{pod.checkout}', ref: {commit}, "
-            f"listen: 127.0.0.1, port: {pod.comfy_port}}}\n"
-            f"services: {{filebrowser: {{enabled: false}}, health: {{port: {pod.health_port}}}}}\n"
-            "storage: {min_free_gb: 0}\n"
-            "models:\n"
-            f"  - url: {server.url}\n"
-            "    type: loras\n"
-            f"    sha256: {sha}\n"
-            "    required: true\n"
+        manifest = pod.cli_manifest(
+            f"  - url: {server.url}\n    type: loras\n    sha256: {sha}\n    required: true\n"
         )
         env = _cli_env(pod.home)
         argv = [sys.executable, "-m", "provisioner", "run", "--manifest", str(manifest),

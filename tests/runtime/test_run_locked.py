@@ -15,27 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.runtime.test_run_acceptance import _cli_env, _git_commit_all
-from tests.support.civitai import LoopbackHub
+from tests.runtime.test_run_acceptance import _cli_env
+from tests.support.civitai import LoopbackHub, add_style_lora
 from tests.support.pod import Pod
-from tests.support.safetensors import LORA_KEYS, safetensors_bytes
 from tests.support.servers import free_port
 
 LORA_ID, VERSION_ID = 618692, 691639
 
 
 def _manifest(pod: Pod, extra: str = "") -> Path:
-    commit = _git_commit_all(pod.checkout)
-    manifest = pod.tmp / "manifest.yaml"
-    manifest.write_text(
-        "version: 1\n"
-        f"comfyui: {{path: '{pod.checkout}', repo: 'file://{pod.checkout}', ref: {commit}, "
-        f"listen: 127.0.0.1, port: {pod.comfy_port}}}\n"
-        f"services: {{filebrowser: {{enabled: false}}, health: {{port: {pod.health_port}}}}}\n"
-        "storage: {min_free_gb: 0}\n"
-        f"models:\n  - civitai: {LORA_ID}\n    type: loras\n{extra}"
-    )
-    return manifest
+    return pod.cli_manifest(f"  - civitai: {LORA_ID}\n    type: loras\n{extra}")
 
 
 def _phoenix(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -47,11 +36,7 @@ def _phoenix(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 def _bake(pod: Pod, civitai: LoopbackHub) -> tuple[Path, dict[str, str]]:
     """Lock and apply --locked online (what the bake's RUN does); the env for later runs."""
-    civitai.add_model(
-        LORA_ID, name="Style", type="LORA",
-        versions=[{"id": VERSION_ID, "files": [{"name": "style.safetensors",
-                                               "data": safetensors_bytes(LORA_KEYS)}]}],
-    )  # fmt: skip
+    add_style_lora(civitai, LORA_ID, VERSION_ID)
     manifest = _manifest(pod)
     online = {**_cli_env(pod.home), "CIVITAI_API_BASE": civitai.api_base}
     for argv in (("lock",), ("apply", "--locked", "--root", str(pod.root))):

@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from tests.support.safetensors import LORA_KEYS, safetensors_bytes
 from tests.support.servers import QuietServer
 
 
@@ -460,3 +461,12 @@ def running_hub() -> Iterator[LoopbackHub]:
         yield hub
     finally:
         hub.close()
+
+
+def add_style_lora(hub: LoopbackHub, model_id: int = 618692, version_id: int = 691639) -> None:
+    """The LoRA the bake, apply and run tests share: one version, ``style.safetensors``."""
+    hub.add_model(
+        model_id, name="Style", type="LORA",
+        versions=[{"id": version_id, "files": [{"name": "style.safetensors",
+                                                "data": safetensors_bytes(LORA_KEYS)}]}],
+    )  # fmt: skip

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support.gitrepos import Repo
 from tests.support.paths import FIXTURES, REPO
 from tests.support.servers import free_port
 
@@ -95,6 +96,21 @@ class Pod:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.health_port}"
+
+    def cli_manifest(self, models: str) -> Path:
+        """A manifest for a real ``phoenix run`` of this pod: the stand-in ComfyUI committed at
+        one commit (so the ComfyUI kind is unchanged), its ports, no FileBrowser, ``models``."""
+        commit = Repo(self.checkout).commit({}, "stand-in ComfyUI")
+        manifest = self.tmp / "manifest.yaml"
+        manifest.write_text(
+            "version: 1\n"
+            f"comfyui: {{path: '{self.checkout}', repo: 'file://{self.checkout}', ref: {commit}, "
+            f"listen: 127.0.0.1, port: {self.comfy_port}}}\n"
+            f"services: {{filebrowser: {{enabled: false}}, health: {{port: {self.health_port}}}}}\n"
+            "storage: {min_free_gb: 0}\n"
+            f"models:\n{models}"
+        )
+        return manifest
 
     def start(self, extra_env: dict[str, str] | None = None) -> Pod:
         cfg_file = self.tmp / "cfg.json"
